@@ -1,0 +1,40 @@
+# chordflow — the two commands a new user needs:
+#   make demo   render the demo corpus and run the whole pipeline (`dvc repro`), from nothing
+#   make test   run the test suite, from nothing (installs, starts a local SLURM cluster)
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast slurm-up slurm-down bench clean-demo
+
+install:
+	scripts/install.sh
+
+demo: install
+	dvc repro
+
+# The full suite, SLURM included. The cluster is stopped whatever the test outcome.
+test: install
+	scripts/test.sh $(PYTEST_ARGS)
+
+# Everything that needs no SLURM cluster (quick local loop).
+test-fast: install
+	$(BIN)/python -m pytest -m "not slurm" $(PYTEST_ARGS)
+
+slurm-up:
+	slurm/cluster.sh install && slurm/cluster.sh start
+
+slurm-down:
+	slurm/cluster.sh stop
+
+bench: install
+	$(BIN)/python bench/bench_manifest.py
+	$(BIN)/python bench/bench_executors.py
+
+clean-demo:
+	rm -rf data/corpus manifests/demo.parquet manifests/demo.rejects.parquet

@@ -1,0 +1,78 @@
+"""Atomic file writes: write to a hidden temp file in the same folder, fsync, then rename.
+
+A reader therefore sees either the old file, or the complete new one, never a partial file, even
+if the writer is killed with SIGKILL. Leftover temp files from killed writers are hidden (dot
+prefix) and removed by :func:`remove_stale_temp_files`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+TEMP_MARKER = ".tmp-"
+
+
+def temp_path_for(final: Path) -> Path:
+    """A unique hidden sibling of ``final`` (same filesystem, so rename is atomic)."""
+    return final.with_name(f".{final.name}{TEMP_MARKER}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | Path) -> Iterator[Path]:
+    """Yield a temp path to write; on success it is fsynced and renamed onto ``final``.
+
+    On any exception the temp file is removed and ``final`` is left untouched.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(final)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def atomic_write_bytes(final: str | Path, data: bytes) -> Path:
+    with atomic_path(final) as tmp:
+        tmp.write_bytes(data)
+    return Path(final)
+
+
+def atomic_write_text(final: str | Path, text: str) -> Path:
+    return atomic_write_bytes(final, text.encode("utf-8"))
+
+
+def remove_stale_temp_files(folder: str | Path) -> int:
+    """Delete temp files left by killed writers in ``folder``; returns how many were removed."""
+    removed = 0
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    for entry in folder.iterdir():
+        if entry.name.startswith(".") and TEMP_MARKER in entry.name and entry.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+                removed += 1
+    return removed

@@ -1,0 +1,96 @@
+"""Shard planning: group a manifest's tracks into shards by count or by total duration.
+
+The plan depends only on the manifest rows (in manifest order, which is sorted and deterministic)
+and the sharding parameters, so every run, on every machine and executor, plans the same shards;
+that is what makes "skip complete shards" safe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import pyarrow as pa
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardingConfig:
+    """``tracks_per_shard`` caps the count; ``seconds_per_shard`` (if set) caps the audio duration.
+
+    Aim for shards of a few minutes of work each: large enough that executor overhead (process
+    start, SLURM scheduling) is small, small enough that a killed task loses little.
+    """
+
+    tracks_per_shard: int = 16
+    seconds_per_shard: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.tracks_per_shard < 1:
+            raise ValueError("tracks_per_shard must be >= 1")
+        if self.seconds_per_shard is not None and self.seconds_per_shard <= 0:
+            raise ValueError("seconds_per_shard must be > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardSpec:
+    """One unit of work: the tracks of shard ``index`` with their paths and durations."""
+
+    index: int
+    track_ids: tuple[str, ...]
+    paths: tuple[str, ...]
+    durations: tuple[float, ...]
+
+    @property
+    def seconds(self) -> float:
+        return float(sum(self.durations))
+
+
+def plan_shards(
+    track_ids: Sequence[str],
+    paths: Sequence[str],
+    durations: Sequence[float],
+    config: ShardingConfig,
+) -> list[ShardSpec]:
+    """Cut the track list into consecutive shards.
+
+    A shard closes when it holds ``tracks_per_shard`` tracks or when adding the next track would
+    pass ``seconds_per_shard`` (a single track longer than that gets a shard of its own).
+    """
+    if not (len(track_ids) == len(paths) == len(durations)):
+        raise ValueError("track_ids, paths and durations must have the same length")
+    shards: list[ShardSpec] = []
+    current: list[int] = []
+    seconds = 0.0
+    limit = config.seconds_per_shard
+
+    def close() -> None:
+        nonlocal current, seconds
+        if current:
+            shards.append(
+                ShardSpec(
+                    index=len(shards),
+                    track_ids=tuple(track_ids[i] for i in current),
+                    paths=tuple(paths[i] for i in current),
+                    durations=tuple(float(durations[i]) for i in current),
+                )
+            )
+        current, seconds = [], 0.0
+
+    for i, duration in enumerate(durations):
+        over_time = limit is not None and current and seconds + float(duration) > limit
+        if len(current) >= config.tracks_per_shard or over_time:
+            close()
+        current.append(i)
+        seconds += float(duration)
+    close()
+    return shards
+
+
+def plan_from_manifest(manifest: pa.Table, config: ShardingConfig) -> list[ShardSpec]:
+    """:func:`plan_shards` over a manifest table (columns ``track_id``, ``path``, ``duration``)."""
+    return plan_shards(
+        manifest.column("track_id").to_pylist(),
+        manifest.column("path").to_pylist(),
+        manifest.column("duration").to_pylist(),
+        config,
+    )

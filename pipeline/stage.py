@@ -1,0 +1,126 @@
+"""Feature extractors: small classes with a pure ``extract(samples, sr)`` and a registry.
+
+A stage is a :class:`FeatureExtractor` subclass registered under a name. The shard runner builds
+it from a plain config mapping (so a job can be pickled to any worker), calls :meth:`setup` once
+per worker process to load heavy models, then :meth:`extract` once per track.
+
+Stages are registered lazily by module path so that listing stages does not import TensorFlow,
+Demucs or torch in processes that never run them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+from pipeline.config import config_hash, load_config
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+    """Declares one output column of a stage.
+
+    ``shape`` uses ``None`` for the variable (time) axis, e.g. ``(None, 53)`` for frames × bins,
+    ``(None,)`` for a per-frame index sequence and ``()`` for a scalar. ``dtype`` is a numpy
+    dtype name (``"float32"``, ``"int16"``, ...) or ``"string"`` / ``"json"``.
+    ``frame_rate`` is set for time-aligned features (frames per second of axis 0).
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int | None, ...] = ()
+    frame_rate: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dtype": self.dtype, "shape": list(self.shape), "frame_rate": self.frame_rate}
+
+
+class FeatureExtractor(ABC):
+    """Base class of every stage. Subclasses set the class attributes and implement ``extract``."""
+
+    #: Registry name, also the stage name recorded in shard metadata.
+    name: ClassVar[str]
+    #: Bump when the output of ``extract`` changes for the same input and config.
+    version: ClassVar[str]
+    #: Frozen dataclass holding the stage parameters (``params.yaml`` section).
+    config_class: ClassVar[type]
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    @classmethod
+    def from_params(cls, values: Mapping[str, Any] | None) -> "FeatureExtractor":
+        return cls(load_config(cls.config_class, values, where=cls.name))
+
+    # What the loader must deliver to ``extract``: a sample rate (None keeps the file's) and a
+    # channel count (None keeps the file's).
+    @property
+    def sample_rate(self) -> int | None:
+        return getattr(self.config, "sample_rate", None)
+
+    @property
+    def channels(self) -> int | None:
+        return getattr(self.config, "channels", None)
+
+    @property
+    def params_hash(self) -> str:
+        return config_hash(self.config, {"stage": self.name, "version": self.version})
+
+    @abstractmethod
+    def features(self) -> tuple[FeatureSpec, ...]:
+        """The columns that :meth:`extract` returns, in order."""
+
+    def setup(self) -> None:
+        """Load heavy resources (models, plugins). Called once per worker before the first track."""
+
+    @abstractmethod
+    def extract(self, samples: np.ndarray, sr: int) -> dict[str, Any]:
+        """Pure feature computation.
+
+        Args:
+            samples: float32 array of shape (channels, n_samples) at ``sr``.
+            sr: sample rate of ``samples``.
+        Returns:
+            One value per declared feature, keyed by feature name.
+        """
+
+
+# name -> "module:ClassName"; modules register nothing at import time, this table is the registry.
+_REGISTRY: dict[str, str] = {
+    "loudness": "stages.loudness:LoudnessExtractor",
+}
+
+
+def register_stage(name: str, target: str) -> None:
+    """Register ``target`` ("module:Class") under ``name`` (used by plugins and tests)."""
+    _REGISTRY[name] = target
+
+
+def available_stages() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_stage_class(name: str) -> type[FeatureExtractor]:
+    """The class registered as ``name``; a "module:Class" path also works (for plugins and tests,
+    and because it needs no registration in the worker processes)."""
+    if ":" in name:
+        target = name
+    else:
+        try:
+            target = _REGISTRY[name]
+        except KeyError:
+            raise KeyError(f"unknown stage {name!r}; available: {', '.join(available_stages())}") from None
+    module_name, _, class_name = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if not issubclass(cls, FeatureExtractor):
+        raise TypeError(f"{target} is not a FeatureExtractor")
+    return cls
+
+
+def create_stage(name: str, params: Mapping[str, Any] | None = None) -> FeatureExtractor:
+    """Build the registered stage ``name`` from its ``params.yaml`` section."""
+    return get_stage_class(name).from_params(params)

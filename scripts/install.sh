@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install everything chordflow needs on a fresh Debian 12 machine: apt packages and .venv.
+# Idempotent: a second run only checks. Usage: scripts/install.sh [--no-apt]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(ffmpeg libsndfile1 fluidsynth fluid-soundfont-gm)
+PYTHON=${PYTHON:-python3.11}
+VENV=${VENV:-.venv}
+
+if [[ "${1:-}" != "--no-apt" ]]; then
+  missing=()
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if (( ${#missing[@]} )); then
+    echo "[install] apt: ${missing[*]}"
+    SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+# The stamp records what was installed; a changed lock file or pyproject reinstalls.
+stamp_value=$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+stamp_file="$VENV/.chordflow-installed"
+if [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp_value" ]]; then
+  echo "[install] $VENV is up to date"
+  exit 0
+fi
+
+[[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+pip_install() { "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@"; }
+numpy_pin=$(grep -E '^numpy==' requirements.lock)
+# vamp's setup.py imports numpy and has no build isolation support: numpy, setuptools and wheel
+# first; chord-extractor needs pkg_resources, which setuptools 81 removed.
+pip_install "setuptools<81" wheel "$numpy_pin"
+pip_install --no-build-isolation "$(grep -E '^vamp==' requirements.lock)"
+pip_install -r requirements.lock
+pip_install --no-deps --no-build-isolation -e .
+echo "$stamp_value" > "$stamp_file"
+echo "[install] $VENV ready ($("$VENV/bin/python" --version))"

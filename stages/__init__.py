@@ -1,0 +1,1 @@
+"""chordflow feature stages (one module per stage, each registered by name)."""
