@@ -13,6 +13,9 @@ CLI_MODULES: tuple[str, ...] = (
     "pipeline.corpus.cli",
     "pipeline.manifest",
     "pipeline.runner",
+    "stages.chords.cli",
+    "stages.melody.cli",
+    "stages.drums.cli",
 )
 
 
@@ -24,7 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in CLI_MODULES:
-        importlib.import_module(module_name).add_cli(subparsers)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not (module_name + ".").startswith(exc.name + "."):
+                raise  # a missing dependency inside the module is a real error
+            logging.getLogger(__name__).warning("chordflow: %s is not installed; its commands are unavailable", module_name)
+            continue
+        module.add_cli(subparsers)
     return parser
 
 

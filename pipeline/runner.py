@@ -28,7 +28,7 @@ from pipeline.atomic import atomic_path, atomic_write_text, remove_stale_temp_fi
 from pipeline.config import config_to_dict, load_config, read_params
 from pipeline.planning import ShardingConfig, ShardSpec, plan_from_manifest
 from pipeline.reader import error_schema
-from pipeline.stage import FeatureExtractor, create_stage
+from pipeline.stage import FeatureExtractor, TrackContext, available_stages, create_stage
 from pipeline.store import (
     StageInfo,
     TrackError,
@@ -88,12 +88,12 @@ def _error_type(exc: BaseException) -> str:
     return getattr(exc, "error_type", None) or type(exc).__name__
 
 
-def extract_track(stage: FeatureExtractor, path: str) -> dict[str, Any]:
-    """Decode ``path`` once at the stage's rate/channels and return its checked feature values."""
+def extract_track(stage: FeatureExtractor, audio_path: str, context: TrackContext) -> dict[str, Any]:
+    """Decode ``audio_path`` once at the stage's rate/channels and return its checked feature values."""
     from pipeline.audio import load_audio  # imported here: workers only need it when they run
 
-    samples, sr = load_audio(path, sample_rate=stage.sample_rate, channels=stage.channels)
-    values = stage.extract(samples, sr)
+    samples, sr = load_audio(audio_path, sample_rate=stage.sample_rate, channels=stage.channels)
+    values = stage.process(samples, sr, context)
     specs = stage.features()
     missing = [s.name for s in specs if s.name not in values]
     if missing:
@@ -115,7 +115,9 @@ def process_shard(job: ShardJob) -> ShardResult:
     rows, errors = [], []
     for track_id, path in zip(spec.track_ids, spec.paths):
         try:
-            rows.append({"track_id": track_id, "path": path, **extract_track(stage, os.path.join(job.root, path))})
+            context = TrackContext(track_id, path, job.out_dir)
+            values = extract_track(stage, os.path.join(job.root, path), context)
+            rows.append({"track_id": track_id, "path": path, **values})
         except Exception as exc:  # one bad track must not sink the shard
             log.warning("%s: %s failed: %s", job.stage, path, exc)
             errors.append(TrackError(track_id, path, _error_type(exc), f"{path}: {exc}"))
@@ -239,7 +241,17 @@ def _write_error_table(out: Path, report: RunReport) -> int:
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run", help="run a registered stage over a manifest into a shard folder")
-    parser.add_argument("stage", help="stage name (see `chordflow stages`)")
+    parser.add_argument("stage", help=f"stage name ({', '.join(available_stages())}) or module:Class")
+    add_run_arguments(parser)
+    parser.set_defaults(func=lambda args: run_stage_from_args(args.stage, args))
+
+    info = subparsers.add_parser("shards", help="summarise a stage output folder (metadata, errors)")
+    info.add_argument("folder")
+    info.set_defaults(func=_cli_shards)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every stage's ``extract`` subcommand takes (see :func:`run_stage_from_args`)."""
     parser.add_argument("--manifest", required=True, help="manifest parquet")
     parser.add_argument("--out", required=True, help="output folder for shard-*.parquet")
     parser.add_argument("--params", default="params.yaml", help="params file (stage section = stage name)")
@@ -247,11 +259,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, help="override executor.workers")
     parser.add_argument("--tracks-per-shard", type=int, help="override sharding.tracks_per_shard")
     parser.add_argument("--retry-errors", action="store_true", help="recompute shards that recorded track errors")
-    parser.set_defaults(func=_cli_run)
-
-    info = subparsers.add_parser("shards", help="summarise a stage output folder (metadata, errors)")
-    info.add_argument("folder")
-    info.set_defaults(func=_cli_shards)
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def build_executor_from_params(params: Mapping[str, Any], backend: str | None = None, workers: int | None = None):
@@ -265,14 +273,16 @@ def build_executor_from_params(params: Mapping[str, Any], backend: str | None = 
     return make_executor(load_config(ExecutorConfig, section, where="executor"))
 
 
-def _cli_run(args: argparse.Namespace) -> int:
+def run_stage_from_args(stage_name: str, args: argparse.Namespace) -> int:
+    """Run ``stage_name`` with the options of :func:`add_run_arguments`; exit code 1 if a shard failed."""
     params = read_params(args.params) if Path(args.params).exists() else {}
     sharding_values = dict(params.get("sharding") or {})
     if args.tracks_per_shard:
         sharding_values["tracks_per_shard"] = args.tracks_per_shard
     sharding = load_config(ShardingConfig, sharding_values, where="sharding")
     with build_executor_from_params(params, args.executor, args.workers) as executor:
-        report = run_stage(args.stage, params.get(args.stage), args.manifest, args.out, sharding, executor, args.retry_errors)
+        report = run_stage(stage_name, params.get(stage_name), args.manifest, args.out, sharding, executor,
+                           args.retry_errors, progress=not args.no_progress)
     print(
         f"{report.stage}: {report.shards} shards ({report.written} written, {report.skipped} already complete), "
         f"{report.track_errors} track errors, {len(report.failed_shards)} failed shards in {report.seconds:.1f}s"

@@ -39,6 +39,15 @@ class FeatureSpec:
         return {"dtype": self.dtype, "shape": list(self.shape), "frame_rate": self.frame_rate}
 
 
+@dataclasses.dataclass(frozen=True)
+class TrackContext:
+    """Where a track comes from and where its stage output goes (for stages that write files)."""
+
+    track_id: str
+    path: str  # as listed in the manifest
+    out_dir: str  # the stage's shard folder (absolute)
+
+
 class FeatureExtractor(ABC):
     """Base class of every stage. Subclasses set the class attributes and implement ``extract``."""
 
@@ -77,6 +86,12 @@ class FeatureExtractor(ABC):
     def setup(self) -> None:
         """Load heavy resources (models, plugins). Called once per worker before the first track."""
 
+    def process(self, samples: np.ndarray, sr: int, context: "TrackContext") -> dict[str, Any]:
+        """What the shard runner calls per track. The default is the pure :meth:`extract`; a stage
+        that also writes files next to its shards (e.g. separated stems) overrides this and uses
+        ``context`` to name them."""
+        return self.extract(samples, sr)
+
     @abstractmethod
     def extract(self, samples: np.ndarray, sr: int) -> dict[str, Any]:
         """Pure feature computation.
@@ -92,6 +107,9 @@ class FeatureExtractor(ABC):
 # name -> "module:ClassName"; modules register nothing at import time, this table is the registry.
 _REGISTRY: dict[str, str] = {
     "loudness": "stages.loudness:LoudnessExtractor",
+    "chords": "stages.chords:ChordsExtractor",
+    "melody": "stages.melody:MelodyExtractor",
+    "drums": "stages.drums:DrumsExtractor",
 }
 
 
