@@ -86,3 +86,28 @@ def reference_dir() -> Path:
     if not REFERENCE_DIR.is_dir():
         pytest.skip(f"{REFERENCE_DIR} not available")
     return REFERENCE_DIR
+
+
+# The local SLURM cluster (slurm/cluster.sh start). `make test` starts it and sets
+# CHORDFLOW_REQUIRE_SLURM=1, so there a missing cluster fails instead of skipping.
+@pytest.fixture(scope="session")
+def slurm_cluster() -> None:
+    reason = None
+    try:
+        proc = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
+        reason = f"sinfo unusable: {exc}"
+    else:
+        states = proc.stdout.split()
+        if proc.returncode != 0:
+            reason = f"sinfo failed: {proc.stderr.strip()}"
+        elif not any(s in ("idle", "mixed", "allocated") for s in states):
+            reason = f"no usable SLURM node (states: {states})"
+    if reason is None:
+        return
+    message = f"{reason}; start the cluster with `slurm/cluster.sh start`"
+    if os.environ.get("CHORDFLOW_REQUIRE_SLURM") == "1":
+        pytest.fail(message)
+    pytest.skip(message)

@@ -53,29 +53,6 @@ def resume_from_marker(folder: str) -> dict:
     return {"resumed": False}
 
 
-@pytest.fixture(scope="session")
-def slurm_cluster() -> None:
-    reason = None
-    try:
-        proc = subprocess.run(
-            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30, check=False
-        )
-    except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
-        reason = f"sinfo unusable: {exc}"
-    else:
-        states = proc.stdout.split()
-        if proc.returncode != 0:
-            reason = f"sinfo failed: {proc.stderr.strip()}"
-        elif not any(s in ("idle", "mixed", "allocated") for s in states):
-            reason = f"no usable SLURM node (states: {states})"
-    if reason is None:
-        return
-    message = f"{reason}; start the cluster with `slurm/cluster.sh start`"
-    if os.environ.get("CHORDFLOW_REQUIRE_SLURM") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 def make_executor(folder: Path, **overrides) -> SlurmExecutor:
     settings = dict(
         folder=str(folder),
