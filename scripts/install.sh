@@ -33,8 +33,10 @@ fi
 pip_install() { "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@"; }
 numpy_pin=$(grep -E '^numpy==' requirements.lock)
 # vamp's setup.py imports numpy and has no build isolation support: numpy, setuptools and wheel
-# first; chord-extractor needs pkg_resources, which setuptools 81 removed.
-pip_install "setuptools<81" wheel "$numpy_pin"
+# first; chord-extractor needs pkg_resources, which setuptools 81 removed (pinned: a plain
+# "<81" would keep the venv's old 65.x, too old for this pyproject).
+pip_install "pip==26.3"
+pip_install "setuptools==80.10.2" "wheel==0.48.0" "$numpy_pin"
 pip_install --no-build-isolation "$(grep -E '^vamp==' requirements.lock)"
 pip_install -r requirements.lock
 pip_install --no-deps --no-build-isolation -e .

@@ -1,0 +1,127 @@
+"""The chords stage: Chordino chord timeline + frame-level chord indices at the latent frame rate.
+
+Per track it stores
+
+* ``timeline``: ``[{"label", "start", "end"}, ...]`` covering ``[0, duration]``, labels normalised
+  (:func:`stages.chords.labels.normalise_label`), consecutive equal labels merged;
+* ``chord_index``: (frames,) int16 indices in the configured vocabulary at ``frame_rate``, made by
+  :func:`stages.chords.frames.timeline_to_frames` (the function the sampler uses too);
+* ``unknown_frames``: how many of those frames are ``UNK`` (labels the vocabulary lacks);
+* ``duration_s``: the decoded duration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from types import ModuleType
+from typing import Any, Iterable
+
+import numpy as np
+
+from pipeline.config import config_hash
+from pipeline.constants import CHORD_NO_CHORD, LATENT_FRAME_RATE
+from pipeline.stage import FeatureExtractor, FeatureSpec
+from stages.chords.chordino import ChordinoParams, Timing, load_vamp, run_chordino
+from stages.chords.frames import CHORD_INDEX_DTYPE, Segment, n_frames_for, timeline_to_frames
+from stages.chords.labels import normalise_label
+from stages.chords.vocab import JASCO_VOCABULARY, Vocabulary
+
+#: Sample rate that Chordino's defaults (block 16384, step 2048, its note dictionary) are tuned for.
+CHORDINO_SAMPLE_RATE = 44100
+#: Decimals kept for times in the stored timeline (0.1 ms, far below a 20 ms frame).
+TIME_DECIMALS = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class ChordsConfig:
+    """``chords:`` in params.yaml."""
+
+    sample_rate: int = CHORDINO_SAMPLE_RATE
+    channels: int = 1  # Chordino analyses mono; the loader downmixes
+    frame_rate: float = LATENT_FRAME_RATE
+    vocabulary: str = JASCO_VOCABULARY  # "jasco" or a path to a {label: index} JSON (chords build-vocab)
+    slash_fallback: bool = True  # a slash chord whose bass the vocabulary lacks -> its root-position chord
+    timing: Timing = "centred"  # see stages/chords/chordino.py
+    plugin_dir: str | None = None  # folder holding nnls-chroma.so; None: the chord-extractor wheel's
+    chordino: ChordinoParams = dataclasses.field(default_factory=ChordinoParams)
+
+
+def changes_to_segments(changes: Iterable[tuple[float, str]], duration_s: float) -> list[Segment]:
+    """Chordino's ``[(time, label)]`` changes -> normalised ``(label, start, end)`` segments that tile
+    ``[0, duration_s]``: times clamped to the audio, ``N`` before the first change, zero-length
+    segments dropped, consecutive equal labels merged."""
+    points: list[tuple[float, str]] = []
+    for time_s, label in sorted(changes, key=lambda change: change[0]):
+        if time_s >= duration_s:
+            break  # Chordino's closing N sits at (or past) the end of the audio
+        start = round(max(time_s, 0.0), TIME_DECIMALS)
+        if points and points[-1][0] == start:
+            points.pop()  # the later change at the same instant wins
+        points.append((start, normalise_label(label)))
+    if not points or points[0][0] > 0.0:
+        points.insert(0, (0.0, CHORD_NO_CHORD))
+    merged = [points[0]]
+    for start, label in points[1:]:
+        if label != merged[-1][1]:
+            merged.append((start, label))
+    end = round(duration_s, TIME_DECIMALS)
+    bounds = [start for start, _ in merged[1:]] + [end]
+    return [(label, start, stop) for (start, label), stop in zip(merged, bounds) if stop > start or end == 0.0]
+
+
+class ChordsExtractor(FeatureExtractor):
+    name = "chords"
+    version = "1"
+    config_class = ChordsConfig
+
+    def __init__(self, config: ChordsConfig) -> None:
+        super().__init__(config)
+        self._vamp: ModuleType | None = None
+
+    @functools.cached_property
+    def vocabulary(self) -> Vocabulary:
+        return Vocabulary.load(self.config.vocabulary, slash_fallback=self.config.slash_fallback)
+
+    @property
+    def params_hash(self) -> str:
+        # The vocabulary's content, not just its path, decides the stored indices.
+        return config_hash(self.config, {"stage": self.name, "version": self.version,
+                                         "vocabulary": self.vocabulary.digest})
+
+    def features(self) -> tuple[FeatureSpec, ...]:
+        return (
+            FeatureSpec("timeline", "json"),
+            FeatureSpec("chord_index", np.dtype(CHORD_INDEX_DTYPE).name, (None,), self.config.frame_rate),
+            FeatureSpec("unknown_frames", "int32", ()),
+            FeatureSpec("duration_s", "float64", ()),
+        )
+
+    def setup(self) -> None:
+        """Find and load the plugin once per worker; reads the vocabulary."""
+        if self._vamp is None:
+            self._vamp = load_vamp(self.config.plugin_dir)
+        _ = self.vocabulary
+
+    def changes(self, samples: np.ndarray, sr: int) -> list[tuple[float, str]]:
+        """Chordino's raw changes for (channels, n) samples (downmixed, resampled to the config's rate)."""
+        from pipeline.audio import resample
+
+        self.setup()
+        mono = samples.mean(axis=0, dtype=np.float32) if samples.shape[0] > 1 else samples[0]
+        if sr != self.config.sample_rate:
+            mono = resample(mono[None, :], sr, self.config.sample_rate)[0]
+        return run_chordino(self._vamp, mono, self.config.sample_rate, self.config.chordino, self.config.timing)
+
+    def extract(self, samples: np.ndarray, sr: int) -> dict[str, Any]:
+        """Args: samples (channels, n) float32 at ``sr``. Returns the four features of the module doc."""
+        duration = samples.shape[1] / sr
+        segments = changes_to_segments(self.changes(samples, sr), duration)
+        indices = timeline_to_frames(segments, n_frames_for(duration, self.config.frame_rate), self.vocabulary,
+                                     self.config.frame_rate)
+        return {
+            "timeline": [{"label": label, "start": start, "end": end} for label, start, end in segments],
+            "chord_index": indices,
+            "unknown_frames": np.int32(np.count_nonzero(indices == self.vocabulary.unk_index)),
+            "duration_s": np.float64(duration),
+        }
