@@ -62,7 +62,8 @@ class ChordinoParams:
             (0.0 <= self.spectral_whitening <= 1.0, "spectral_whitening must be in [0, 1]"),
             (0.5 <= self.spectral_shape <= 0.9, "spectral_shape must be in [0.5, 0.9]"),
             (0.0 <= self.boost_n <= 1.0, "boost_n must be in [0, 1]"),
-            (self.block_size >= 1024 and self.block_size & (self.block_size - 1) == 0, "block_size must be a power of two >= 1024"),
+            (self.block_size >= 1024 and self.block_size & (self.block_size - 1) == 0,
+             "block_size must be a power of two >= 1024"),
             (0 < self.step_size <= self.block_size, "step_size must be in (0, block_size]"),
         ]
         problems = [message for ok, message in checks if not ok]

@@ -43,7 +43,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     plot.add_argument("--out", required=True, help="output PNG")
     plot.set_defaults(func=_plot)
 
-    export = actions.add_parser("export-audiocraft", help="write chords_per_track.pkl + chord_to_index_mapping.pkl (AudioCraft layout)")
+    export = actions.add_parser(
+        "export-audiocraft", help="write chords_per_track.pkl + chord_to_index_mapping.pkl (AudioCraft's JASCO layout)")
     export.add_argument("--features", required=True, help="chords shard folder")
     export.add_argument("--out", required=True, help="AudioCraft dataset root to write the two pickles into")
     export.add_argument("--vocabulary", help="'jasco' or a vocabulary JSON (default: the one the shards were made with)")

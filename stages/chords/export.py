@@ -39,7 +39,8 @@ def export_audiocraft(features_dir: str | Path, out_dir: str | Path, vocabulary:
     from pipeline.reader import StageStore
 
     store = StageStore(features_dir)
-    vocabulary = vocabulary or Vocabulary.load(store.info.params.get("vocabulary", "jasco"))
+    if vocabulary is None:
+        vocabulary = Vocabulary.load(store.info.params.get("vocabulary", "jasco"))
     vocabulary.reset_counts()
     chords: dict[str, list[tuple[str, float]]] = {}
     owner: dict[str, str] = {}

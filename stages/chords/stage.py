@@ -1,11 +1,15 @@
 """The chords stage: Chordino chord timeline + frame-level chord indices at the latent frame rate.
 
-Per track it stores
+Per track: downmix + resample to ``sample_rate`` -> Chordino on the samples (``timing``, see
+:mod:`stages.chords.chordino`) -> labels normalised, segments tiling the track
+(:func:`changes_to_segments`) -> change times sharpened (:mod:`stages.chords.refine`) -> frame
+indices in the configured vocabulary. It stores
 
 * ``timeline``: ``[{"label", "start", "end"}, ...]`` covering ``[0, duration]``, labels normalised
   (:func:`stages.chords.labels.normalise_label`), consecutive equal labels merged;
 * ``chord_index``: (frames,) int16 indices in the configured vocabulary at ``frame_rate``, made by
-  :func:`stages.chords.frames.timeline_to_frames` (the function the sampler uses too);
+  :func:`stages.chords.frames.timeline_to_frames` from the ``[(label, start)]`` changes, exactly as
+  the sampler makes them from a user's list;
 * ``unknown_frames``: how many of those frames are ``UNK`` (labels the vocabulary lacks);
 * ``duration_s``: the decoded duration.
 """
@@ -25,6 +29,7 @@ from pipeline.stage import FeatureExtractor, FeatureSpec
 from stages.chords.chordino import ChordinoParams, Timing, load_vamp, run_chordino
 from stages.chords.frames import CHORD_INDEX_DTYPE, Segment, n_frames_for, timeline_to_frames
 from stages.chords.labels import normalise_label
+from stages.chords.refine import RefineParams, refine_changes
 from stages.chords.vocab import JASCO_VOCABULARY, Vocabulary
 
 #: Sample rate that Chordino's defaults (block 16384, step 2048, its note dictionary) are tuned for.
@@ -45,6 +50,7 @@ class ChordsConfig:
     timing: Timing = "centred"  # see stages/chords/chordino.py
     plugin_dir: str | None = None  # folder holding nnls-chroma.so; None: the chord-extractor wheel's
     chordino: ChordinoParams = dataclasses.field(default_factory=ChordinoParams)
+    refine: RefineParams = dataclasses.field(default_factory=RefineParams)  # see stages/chords/refine.py
 
 
 def changes_to_segments(changes: Iterable[tuple[float, str]], duration_s: float) -> list[Segment]:
@@ -103,21 +109,33 @@ class ChordsExtractor(FeatureExtractor):
             self._vamp = load_vamp(self.config.plugin_dir)
         _ = self.vocabulary
 
-    def changes(self, samples: np.ndarray, sr: int) -> list[tuple[float, str]]:
-        """Chordino's raw changes for (channels, n) samples (downmixed, resampled to the config's rate)."""
+    def mono(self, samples: np.ndarray, sr: int) -> np.ndarray:
+        """(channels, n) samples at ``sr`` -> (n',) mono at the configured rate (what Chordino gets)."""
         from pipeline.audio import resample
 
-        self.setup()
         mono = samples.mean(axis=0, dtype=np.float32) if samples.shape[0] > 1 else samples[0]
         if sr != self.config.sample_rate:
             mono = resample(mono[None, :], sr, self.config.sample_rate)[0]
-        return run_chordino(self._vamp, mono, self.config.sample_rate, self.config.chordino, self.config.timing)
+        return np.ascontiguousarray(mono, dtype=np.float32)
+
+    def segments(self, samples: np.ndarray, sr: int) -> list[Segment]:
+        """The chord timeline of (channels, n) samples: ``[(label, start, end)]`` tiling the track."""
+        self.setup()
+        mono = self.mono(samples, sr)
+        rate = self.config.sample_rate
+        changes = run_chordino(self._vamp, mono, rate, self.config.chordino, self.config.timing)
+        segments = changes_to_segments(changes, samples.shape[1] / sr)
+        segments = refine_changes(mono, rate, segments, self.config.refine)
+        return [(label, round(start, TIME_DECIMALS), round(end, TIME_DECIMALS)) for label, start, end in segments]
 
     def extract(self, samples: np.ndarray, sr: int) -> dict[str, Any]:
         """Args: samples (channels, n) float32 at ``sr``. Returns the four features of the module doc."""
         duration = samples.shape[1] / sr
-        segments = changes_to_segments(self.changes(samples, sr), duration)
-        indices = timeline_to_frames(segments, n_frames_for(duration, self.config.frame_rate), self.vocabulary,
+        segments = self.segments(samples, sr)
+        # Frames come from the changes, [(label, start)], exactly as the sampler gets them from a user;
+        # the last chord therefore also covers a last frame whose centre lies past the audio's end.
+        changes = [(label, start) for label, start, _ in segments]
+        indices = timeline_to_frames(changes, n_frames_for(duration, self.config.frame_rate), self.vocabulary,
                                      self.config.frame_rate)
         return {
             "timeline": [{"label": label, "start": start, "end": end} for label, start, end in segments],
