@@ -12,7 +12,7 @@ from stages.drums.constants import CODEC_SAMPLE_RATE
 
 #: Demucs settings that say where and how the model runs, not what it computes; they are left out
 #: of the params hash (the weights actually loaded are recorded per track instead).
-EXECUTION_ONLY: frozenset[str] = frozenset({"weights_dir", "device", "batch_size"})
+EXECUTION_ONLY: frozenset[str] = frozenset({"weights_dir", "device", "batch_size", "cpu_batch_size"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +66,11 @@ class DemucsConfig:
     seed: int = 0
     #: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     device: str = "auto"
-    #: Segments per forward pass.
+    #: Segments per forward pass on a GPU (segments of several tracks share a pass).
     batch_size: int = 8
+    #: Segments per forward pass on CPU: batching does not speed up a CPU and multiplies the
+    #: memory of htdemucs' attention (measured 2x slower at 2 than at 1 on 2 cores).
+    cpu_batch_size: int = 1
 
     def __post_init__(self) -> None:
         problems = []
@@ -79,8 +82,9 @@ class DemucsConfig:
             problems.append(f"overlap must be in [0, 1), got {self.overlap}")
         if self.transition_power < 1.0:
             problems.append("transition_power must be >= 1")
-        if self.shifts < 0 or self.batch_size < 1:
-            problems.append(f"need shifts >= 0 and batch_size >= 1, got {self.shifts}, {self.batch_size}")
+        if self.shifts < 0 or self.batch_size < 1 or self.cpu_batch_size < 1:
+            problems.append(f"need shifts >= 0 and batch sizes >= 1, got {self.shifts}, {self.batch_size}, "
+                            f"{self.cpu_batch_size}")
         if problems:
             raise ConfigError("drums.demucs: " + "; ".join(problems))
 
@@ -89,14 +93,19 @@ class DemucsConfig:
 class OnsetConfig:
     """Onset-strength envelope (librosa spectral flux on a mel spectrogram) of the stem."""
 
-    n_fft: int = 2048
+    #: STFT window in seconds (2048 samples at 32 kHz); given in time so the envelope's timing
+    #: does not depend on the stem sample rate.
+    window_s: float = 0.064
     n_mels: int = 128
     #: Peak-picking threshold used when onsets are detected (evaluation, plots).
     delta: float = 0.07
 
     def __post_init__(self) -> None:
-        if self.n_fft < 16 or self.n_mels < 1 or self.delta < 0:
-            raise ConfigError(f"drums.onset: need n_fft >= 16, n_mels >= 1, delta >= 0, got {self}")
+        if self.window_s <= 0 or self.n_mels < 1 or self.delta < 0:
+            raise ConfigError(f"drums.onset: need window_s > 0, n_mels >= 1, delta >= 0, got {self}")
+
+    def n_fft(self, sr: int) -> int:
+        return max(16, int(round(self.window_s * sr)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,14 +123,10 @@ class DrumsConfig:
     def __post_init__(self) -> None:
         if self.sample_rate < 1000 or self.channels not in (1, 2):
             raise ConfigError(f"drums: need sample_rate >= 1000 and channels 1 or 2, got {self.sample_rate}, {self.channels}")
-        hop = self.sample_rate / self.frame_rate
-        if self.frame_rate <= 0 or abs(hop - round(hop)) > 1e-9:
+        hop = self.sample_rate / self.frame_rate if self.frame_rate > 0 else 0.5
+        if abs(hop - round(hop)) > 1e-9:
             # an integer hop keeps envelope frame k exactly at k / frame_rate seconds
             raise ConfigError(f"drums: sample_rate {self.sample_rate} must be a multiple of frame_rate {self.frame_rate}")
-
-    @property
-    def envelope_hop(self) -> int:
-        return int(round(self.sample_rate / self.frame_rate))
 
     def identity(self) -> dict[str, Any]:
         """The settings that decide the stage output: the shared ones plus the active separator's
@@ -131,4 +136,5 @@ class DrumsConfig:
         identity = {key: value for key, value in full.items() if key not in inactive}
         if "demucs" in identity:  # where the weights live and how they run do not change the model
             identity["demucs"] = {k: v for k, v in identity["demucs"].items() if k not in EXECUTION_ONLY}
+        identity["onset"] = {k: v for k, v in identity["onset"].items() if k != "delta"}  # detection only
         return identity

@@ -107,6 +107,14 @@ def _hf_cached_file(name: str, signature: str) -> str | None:
     return found if isinstance(found, str) else None
 
 
+def _hf_hint(name: str) -> str:
+    try:
+        from demucs.hf import hf_repo_name
+    except ImportError:
+        return "needs huggingface_hub"
+    return f"{DEMUCS_HF_NAMESPACE}/{hf_repo_name(name)}: <signature>.safetensors"
+
+
 def _local_repos(weights_dir: str | None) -> list[Path]:
     folders = ([Path(weights_dir)] if weights_dir else []) + [hub_checkpoints_dir()]
     return [f for f in folders if f.is_dir()]
@@ -147,7 +155,8 @@ def _missing_message(plan: BagPlan, missing: list[str], weights_dir: str | None)
     for signature in missing:
         url = urls.get(signature)
         files.append(f"{url.rsplit('/', 1)[1]} (download: {url})" if url else f"{signature}.th or {signature}-<checksum>.th")
-    folders = ([f"{weights_dir} (drums.demucs.weights_dir)"] if weights_dir else []) + [
+    where = "drums.demucs.weights_dir" + ("" if weights_dir and Path(weights_dir).is_dir() else ", which does not exist")
+    folders = ([f"{weights_dir} ({where})"] if weights_dir else []) + [
         f"{hub_checkpoints_dir()} (torch hub cache)"]
     known = sorted(p.stem for p in _remote_root().glob("*.yaml"))
     hint = "" if plan.definition != "single model" or plan.name in urls else (
@@ -156,7 +165,8 @@ def _missing_message(plan: BagPlan, missing: list[str], weights_dir: str | None)
         f"demucs model '{plan.name}': pretrained weights not found, and this stage never downloads them."
         f"{hint} Missing: {'; '.join(files)}. Put the file(s) in one of: {'; '.join(folders)}"
         + (", or set drums.demucs.weights_dir" if not weights_dir else "")
-        + ". Or use the offline separator: drums.separator: hpss."
+        + f". The HuggingFace cache ({_hf_hint(plan.name)}) is searched too."
+        + " Or use the offline separator: drums.separator: hpss."
     )
 
 
@@ -194,3 +204,27 @@ def load_drums_bag(name: str, weights_dir: str | None) -> tuple[Any, dict[str, A
     record = {"bag": plan.name, "definition": Path(plan.definition).name, "members": list(plan.signatures),
               "files": files, "weights": weights}
     return bag, record
+
+
+def save_to_local_repo(model: Any, folder: str | Path, signature: str, bag: str | None = None,
+                       half: bool = False) -> Path:
+    """Write ``model`` (a demucs model built with its ``capture_init`` arguments) into a local
+    repo as ``<signature>-<sha256[:8]>.th``, the layout ``LocalRepo`` reads and checks; with
+    ``bag``, also ``<bag>.yaml`` listing it, so ``model: <bag>`` finds it by name."""
+    import hashlib
+    import io
+
+    import torch
+    from demucs.states import serialize_model
+    from omegaconf import OmegaConf
+
+    from pipeline.atomic import atomic_write_bytes, atomic_write_text
+
+    folder = Path(folder)
+    buffer = io.BytesIO()
+    torch.save(serialize_model(model, OmegaConf.create({}), half=half), buffer)
+    data = buffer.getvalue()
+    path = atomic_write_bytes(folder / f"{signature}-{hashlib.sha256(data).hexdigest()[:8]}.th", data)
+    if bag:
+        atomic_write_text(folder / f"{bag}.yaml", yaml.safe_dump({"models": [signature]}))
+    return path

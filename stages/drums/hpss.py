@@ -9,6 +9,7 @@ tonal drums (toms, kick tails) partly go to the harmonic side.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import librosa
@@ -71,7 +72,9 @@ class HpssSeparator:
 
     def _percussive(self, signal: np.ndarray) -> np.ndarray:
         c = self.config
-        spectrum = librosa.stft(signal, n_fft=c.n_fft, hop_length=c.hop_length)
+        with warnings.catch_warnings():  # a clip shorter than n_fft: librosa warns, zero-padding is fine
+            warnings.simplefilter("ignore", UserWarning)
+            spectrum = librosa.stft(signal, n_fft=c.n_fft, hop_length=c.hop_length)
         _, percussive = librosa.decompose.hpss(
             spectrum, kernel_size=(c.harmonic_kernel, c.percussive_kernel),
             margin=(c.harmonic_margin, c.percussive_margin), power=c.power,

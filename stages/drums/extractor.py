@@ -1,0 +1,90 @@
+"""The drums stage: a separated drum stem (FLAC next to the shards) and its onset envelope.
+
+JASCO conditions on a coarse codec view of the drum stem, which Demucs separates from the mix;
+the latents stage later encodes the stem written here. Each row records which separator made the
+stem (``separator`` label and ``separator_settings``), and the params hash covers the active
+separator's settings, so stems from different separators never mix in one folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+
+from pipeline.audio import convert_channels, resample
+from pipeline.stage import FeatureExtractor, FeatureSpec, TrackContext
+from stages.drums.config import DrumsConfig
+from stages.drums.onsets import onset_envelope
+from stages.drums.separators import Separator, make_separator
+from stages.drums.stems import STEM_COLUMN, write_stem
+
+
+class DrumsExtractor(FeatureExtractor):
+    name = "drums"
+    version = "1"
+    config_class = DrumsConfig
+
+    def __init__(self, config: DrumsConfig) -> None:
+        super().__init__(config)
+        self.separator: Separator = make_separator(config)
+
+    # The loader delivers what the separator wants (44.1 kHz stereo for Demucs, the stem format
+    # for HPSS); the stem is converted to ``config.sample_rate``/``channels`` afterwards.
+    @property
+    def sample_rate(self) -> int | None:
+        return self.separator.input_sample_rate
+
+    @property
+    def channels(self) -> int | None:
+        return self.separator.input_channels
+
+    @property
+    def params_hash(self) -> str:
+        # the active separator's settings only (see DrumsConfig.identity), hashed like config_hash
+        payload = {"config": self.config.identity(), "extra": {"stage": self.name, "version": self.version}}
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def features(self) -> tuple[FeatureSpec, ...]:
+        return (
+            FeatureSpec(STEM_COLUMN, "string"),
+            FeatureSpec("onset_envelope", "float32", (None,), self.config.frame_rate),
+            FeatureSpec("separator", "string"),
+            FeatureSpec("separator_settings", "json"),
+        )
+
+    def setup(self) -> None:
+        self.separator.setup()
+
+    def extract(self, samples: np.ndarray, sr: int) -> dict[str, Any]:
+        """Separate and describe the drums of ``samples`` (C, N) at ``sr``.
+
+        Returns every feature except ``stem_path``, plus ``"stem"``: the drum stem, float32
+        (config.channels, round(N * config.sample_rate / sr)) clipped to [-1, 1], which
+        :meth:`process` writes to disk.
+        """
+        samples = np.asarray(samples, dtype=np.float32)
+        stem = self.separator.separate(samples, sr)
+        stem = convert_channels(np.ascontiguousarray(stem, dtype=np.float32), self.config.channels)
+        stem = resample(stem, sr, self.config.sample_rate)
+        length = round(samples.shape[1] * self.config.sample_rate / sr)
+        stem = stem[:, :length] if stem.shape[1] >= length else np.pad(stem, ((0, 0), (0, length - stem.shape[1])))
+        stem = np.clip(stem, -1.0, 1.0)  # what 16-bit FLAC stores; the envelope describes that
+        return {
+            "stem": stem,
+            "onset_envelope": onset_envelope(stem, self.config.sample_rate, self.config.frame_rate, self.config.onset),
+            "separator": self.separator.label,
+            "separator_settings": self.separator.describe(),
+        }
+
+    def process(self, samples: np.ndarray, sr: int, context: TrackContext) -> dict[str, Any]:
+        """:meth:`extract`, then write the stem as ``<out_dir>/stems/<track_id>.flac`` (last, so a
+        track that fails earlier leaves no file)."""
+        values = self.extract(samples, sr)
+        stem = values.pop("stem")
+        values[STEM_COLUMN] = write_stem(context.out_dir, context.track_id, stem, self.config.sample_rate,
+                                         self.separator.label)
+        return values
