@@ -88,17 +88,39 @@ def _error_type(exc: BaseException) -> str:
     return getattr(exc, "error_type", None) or type(exc).__name__
 
 
-def extract_track(stage: FeatureExtractor, audio_path: str, context: TrackContext) -> dict[str, Any]:
-    """Decode ``audio_path`` once at the stage's rate/channels and return its checked feature values."""
-    from pipeline.audio import load_audio  # imported here: workers only need it when they run
-
-    samples, sr = load_audio(audio_path, sample_rate=stage.sample_rate, channels=stage.channels)
-    values = stage.process(samples, sr, context)
+def _checked(stage: FeatureExtractor, values: dict[str, Any]) -> dict[str, Any]:
+    """The stage's values for its declared features, coerced to the stored dtypes and shapes."""
     specs = stage.features()
     missing = [s.name for s in specs if s.name not in values]
     if missing:
         raise KeyError(f"stage {stage.name} returned no value for {missing}")
     return {s.name: coerce_value(s, values[s.name]) for s in specs}
+
+
+def _track_error(track_id: str, path: str, exc: BaseException, stage: str) -> TrackError:
+    log.warning("%s: %s failed: %s", stage, path, exc)
+    return TrackError(track_id, path, _error_type(exc), f"{path}: {exc}")
+
+
+def _process_group(stage: FeatureExtractor, job: ShardJob, group: list[tuple[str, str]], rows: list, errors: list) -> None:
+    """Decode a group of tracks, hand them to ``stage.process_many`` together, collect rows/errors."""
+    from pipeline.audio import load_audio  # imported here: workers only need it when they run
+
+    decoded = []
+    for track_id, path in group:
+        try:
+            samples, sr = load_audio(os.path.join(job.root, path), sample_rate=stage.sample_rate, channels=stage.channels)
+            decoded.append((track_id, path, samples, sr))
+        except Exception as exc:
+            errors.append(_track_error(track_id, path, exc, job.stage))
+    items = [(samples, sr, TrackContext(tid, path, job.out_dir)) for tid, path, samples, sr in decoded]
+    for (track_id, path, _, _), result in zip(decoded, stage.process_many(items)):
+        try:
+            if isinstance(result, Exception):
+                raise result
+            rows.append({"track_id": track_id, "path": path, **_checked(stage, result)})
+        except Exception as exc:
+            errors.append(_track_error(track_id, path, exc, job.stage))
 
 
 def process_shard(job: ShardJob) -> ShardResult:
@@ -112,15 +134,12 @@ def process_shard(job: ShardJob) -> ShardResult:
     if shard_is_complete(final, info, spec.track_ids):
         meta = read_shard_meta(final)
         return ShardResult(spec.index, True, meta.planned - len(meta.errors), len(meta.errors), 0.0, worker)
-    rows, errors = [], []
-    for track_id, path in zip(spec.track_ids, spec.paths):
-        try:
-            context = TrackContext(track_id, path, job.out_dir)
-            values = extract_track(stage, os.path.join(job.root, path), context)
-            rows.append({"track_id": track_id, "path": path, **values})
-        except Exception as exc:  # one bad track must not sink the shard
-            log.warning("%s: %s failed: %s", job.stage, path, exc)
-            errors.append(TrackError(track_id, path, _error_type(exc), f"{path}: {exc}"))
+    rows: list[dict[str, Any]] = []
+    errors: list[TrackError] = []
+    tracks = list(zip(spec.track_ids, spec.paths))
+    group_size = max(1, stage.tracks_per_call())
+    for first in range(0, len(tracks), group_size):  # one bad track never sinks the shard
+        _process_group(stage, job, tracks[first : first + group_size], rows, errors)
     write_shard(job.out_dir, spec.index, info, spec.track_ids, rows, errors)
     return ShardResult(spec.index, False, len(rows), len(errors), time.perf_counter() - started, worker)
 

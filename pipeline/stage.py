@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -91,6 +91,24 @@ class FeatureExtractor(ABC):
         that also writes files next to its shards (e.g. separated stems) overrides this and uses
         ``context`` to name them."""
         return self.extract(samples, sr)
+
+    def tracks_per_call(self) -> int:
+        """How many decoded tracks the runner hands to :meth:`process_many` at once (1 = one by one).
+
+        Stages that batch work across tracks (e.g. GPU separation of segments from several tracks)
+        return more; the runner then holds that many decoded tracks in memory."""
+        return 1
+
+    def process_many(self, items: Sequence[tuple[np.ndarray, int, "TrackContext"]]) -> list[dict[str, Any] | Exception]:
+        """:meth:`process` over several ``(samples, sr, context)`` items; one result per item,
+        either its values or the exception it raised (so one bad track fails alone)."""
+        results: list[dict[str, Any] | Exception] = []
+        for samples, sr, context in items:
+            try:
+                results.append(self.process(samples, sr, context))
+            except Exception as exc:  # recorded per track by the runner
+                results.append(exc)
+        return results
 
     @abstractmethod
     def extract(self, samples: np.ndarray, sr: int) -> dict[str, Any]:

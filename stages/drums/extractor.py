@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -67,7 +67,10 @@ class DrumsExtractor(FeatureExtractor):
         :meth:`process` writes to disk.
         """
         samples = np.asarray(samples, dtype=np.float32)
-        stem = self.separator.separate(samples, sr)
+        return self._describe(samples, sr, self.separator.separate(samples, sr))
+
+    def _describe(self, samples: np.ndarray, sr: int, stem: np.ndarray) -> dict[str, Any]:
+        """Stem in the stored format (channels, rate, length, clipped) plus its envelope and origin."""
         stem = convert_channels(np.ascontiguousarray(stem, dtype=np.float32), self.config.channels)
         stem = resample(stem, sr, self.config.sample_rate)
         length = round(samples.shape[1] * self.config.sample_rate / sr)
@@ -83,8 +86,30 @@ class DrumsExtractor(FeatureExtractor):
     def process(self, samples: np.ndarray, sr: int, context: TrackContext) -> dict[str, Any]:
         """:meth:`extract`, then write the stem as ``<out_dir>/stems/<track_id>.flac`` (last, so a
         track that fails earlier leaves no file)."""
-        values = self.extract(samples, sr)
+        return self._write(self.extract(samples, sr), context)
+
+    def _write(self, values: dict[str, Any], context: TrackContext) -> dict[str, Any]:
         stem = values.pop("stem")
         values[STEM_COLUMN] = write_stem(context.out_dir, context.track_id, stem, self.config.sample_rate,
                                          self.separator.label)
         return values
+
+    def tracks_per_call(self) -> int:
+        """Demucs on a GPU separates segments of several tracks in one batch; HPSS goes one by one."""
+        return getattr(self.separator, "tracks_per_call", 1)
+
+    def process_many(self, items: Sequence[tuple[np.ndarray, int, TrackContext]]) -> list[dict[str, Any] | Exception]:
+        rates = {sr for _, sr, _ in items}
+        if len(items) < 2 or len(rates) != 1 or not hasattr(self.separator, "separate_many"):
+            return super().process_many(items)
+        try:
+            stems = self.separator.separate_many([samples for samples, _, _ in items], rates.pop())
+        except Exception:  # retry one by one so that only the track at fault fails
+            return super().process_many(items)
+        results: list[dict[str, Any] | Exception] = []
+        for (samples, sr, context), stem in zip(items, stems):
+            try:
+                results.append(self._write(self._describe(np.asarray(samples, dtype=np.float32), sr, stem), context))
+            except Exception as exc:
+                results.append(exc)
+        return results
