@@ -32,9 +32,9 @@ slurm-up:
 slurm-down:
 	slurm/cluster.sh stop
 
+# Every benchmark prints a markdown table (and writes JSON where it takes --json).
 bench: install
-	$(BIN)/python bench/bench_manifest.py
-	$(BIN)/python bench/bench_executors.py
+	for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean-demo:
 	rm -rf data/corpus manifests/demo.parquet manifests/demo.rejects.parquet

@@ -16,6 +16,7 @@ CLI_MODULES: tuple[str, ...] = (
     "stages.chords.cli",
     "stages.melody.cli",
     "stages.drums.cli",
+    "stages.latents.cli",
 )
 
 

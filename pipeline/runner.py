@@ -292,15 +292,20 @@ def build_executor_from_params(params: Mapping[str, Any], backend: str | None = 
     return make_executor(load_config(ExecutorConfig, section, where="executor"))
 
 
-def run_stage_from_args(stage_name: str, args: argparse.Namespace) -> int:
-    """Run ``stage_name`` with the options of :func:`add_run_arguments`; exit code 1 if a shard failed."""
+def run_stage_from_args(stage_name: str, args: argparse.Namespace, overrides: Mapping[str, Any] | None = None) -> int:
+    """Run ``stage_name`` with the options of :func:`add_run_arguments`; exit code 1 if a shard failed.
+
+    ``overrides`` are merged into the stage's params section (e.g. an input folder that
+    ``dvc.yaml`` passes on the command line rather than through ``params.yaml``).
+    """
     params = read_params(args.params) if Path(args.params).exists() else {}
     sharding_values = dict(params.get("sharding") or {})
     if args.tracks_per_shard:
         sharding_values["tracks_per_shard"] = args.tracks_per_shard
     sharding = load_config(ShardingConfig, sharding_values, where="sharding")
     with build_executor_from_params(params, args.executor, args.workers) as executor:
-        report = run_stage(stage_name, params.get(stage_name), args.manifest, args.out, sharding, executor,
+        stage_params = {**(params.get(stage_name) or {}), **(overrides or {})}
+        report = run_stage(stage_name, stage_params, args.manifest, args.out, sharding, executor,
                            args.retry_errors, progress=not args.no_progress)
     print(
         f"{report.stage}: {report.shards} shards ({report.written} written, {report.skipped} already complete), "

