@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numpy as np
 import torch
 
-from stages.latents.codec import Codec, CodecError
+from stages.latents.codec import CodecError
+from stages.latents.encodec_common import EncodecCodec
 from stages.latents.constants import ENCODEC_32KHZ_HUB_ID
 
 
@@ -42,10 +42,9 @@ def load_hf_encodec(checkpoint: str) -> torch.nn.Module:
     return model.eval()
 
 
-class Encodec32kHz(Codec):
+class Encodec32kHz(EncodecCodec):
     name = "encodec_32khz"
     config_class = Encodec32Config
-    phase_preserving = True
 
     def __init__(self, config: Encodec32Config) -> None:
         super().__init__(config)
@@ -55,34 +54,10 @@ class Encodec32kHz(Codec):
             raise CodecError(f"encodec_32khz: {config.checkpoint} is a {settings.audio_channels}-channel model "
                              f"with normalize={settings.normalize}; only mono models without input "
                              "normalisation give chunkable continuous latents")
-        layers = len(self.model.quantizer.layers)
-        if not 1 <= config.coarse_codebooks <= layers:
-            raise CodecError(f"encodec_32khz: coarse_codebooks must be in 1..{layers}, got {config.coarse_codebooks}")
         self.sample_rate = int(settings.sampling_rate)
         self.hop_length = int(math.prod(settings.upsampling_ratios))
         self.dim = int(settings.hidden_size)
-        self.coarse_dim = self.dim
+        self._check_coarse_codebooks()
 
-    def n_frames(self, n_samples: int) -> int:
-        return math.ceil(n_samples / self.hop_length)
-
-    def encode(self, wav: np.ndarray) -> np.ndarray:
-        signal = torch.from_numpy(self._check_wav(wav))[None, None]
-        with torch.inference_mode():
-            latents = self.model.encoder(signal)[0]
-        return latents.T.numpy().astype(np.float32)
-
-    def decode(self, latents: np.ndarray) -> np.ndarray:
-        hidden = torch.from_numpy(self._check_latents(latents)).T[None]
-        with torch.inference_mode():
-            wav = self.model.decoder(hidden)
-        return wav.reshape(-1).numpy().astype(np.float32)
-
-    def coarse(self, latents: np.ndarray) -> np.ndarray:
-        residual = torch.from_numpy(self._check_latents(latents)).T[None]  # (1, D, T)
-        total = torch.zeros_like(residual)
-        with torch.inference_mode():
-            for layer in self.model.quantizer.layers[: self.config.coarse_codebooks]:
-                quantised = layer.decode(layer.encode(residual))
-                total, residual = total + quantised, residual - quantised
-        return total[0].T.numpy().astype(np.float32)
+    def codebook_layers(self) -> list[torch.nn.Module]:
+        return self.model.quantizer.layers

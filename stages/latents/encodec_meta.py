@@ -3,7 +3,7 @@
 The package builds its released model in code and reads a plain state dict
 (``encodec_24khz-d7cc33bc.th``). ``architecture`` defaults to the released model's and only
 needs changing for other checkpoints (the tests use a shrunk one with random weights).
-Latents, decode and coarse are as in :mod:`stages.latents.encodec_hf`.
+Latents, decode and coarse are shared with encodec_32khz (:mod:`stages.latents.encodec_common`).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import dataclasses
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from stages.latents.codec import Codec, CodecError
+from stages.latents.codec import CodecError
+from stages.latents.encodec_common import EncodecCodec
 from stages.latents.constants import ENCODEC_24KHZ_CHECKPOINT
 
 #: Bandwidths (kbps) the released 24 kHz model was trained for; they only set the model's n_q menu.
@@ -75,42 +75,17 @@ def load_encodec(config: Encodec24Config) -> torch.nn.Module:
     return model.eval()
 
 
-class Encodec24kHz(Codec):
+class Encodec24kHz(EncodecCodec):
     name = "encodec_24khz"
     config_class = Encodec24Config
-    phase_preserving = True
 
     def __init__(self, config: Encodec24Config) -> None:
         super().__init__(config)
         self.model = load_encodec(config)
-        layers = len(self.model.quantizer.vq.layers)
-        if not 1 <= config.coarse_codebooks <= layers:
-            raise CodecError(f"encodec_24khz: coarse_codebooks must be in 1..{layers}, got {config.coarse_codebooks}")
         self.sample_rate = config.architecture.sample_rate
         self.hop_length = int(math.prod(config.architecture.ratios))
         self.dim = config.architecture.dimension
-        self.coarse_dim = self.dim
+        self._check_coarse_codebooks()
 
-    def n_frames(self, n_samples: int) -> int:
-        return math.ceil(n_samples / self.hop_length)
-
-    def encode(self, wav: np.ndarray) -> np.ndarray:
-        signal = torch.from_numpy(self._check_wav(wav))[None, None]
-        with torch.inference_mode():
-            latents = self.model.encoder(signal)[0]
-        return latents.T.numpy().astype(np.float32)
-
-    def decode(self, latents: np.ndarray) -> np.ndarray:
-        hidden = torch.from_numpy(self._check_latents(latents)).T[None]
-        with torch.inference_mode():
-            wav = self.model.decoder(hidden)
-        return wav.reshape(-1).numpy().astype(np.float32)
-
-    def coarse(self, latents: np.ndarray) -> np.ndarray:
-        residual = torch.from_numpy(self._check_latents(latents)).T[None]  # (1, D, T)
-        total = torch.zeros_like(residual)
-        with torch.inference_mode():
-            for layer in self.model.quantizer.vq.layers[: self.config.coarse_codebooks]:
-                quantised = layer.decode(layer.encode(residual))
-                total, residual = total + quantised, residual - quantised
-        return total[0].T.numpy().astype(np.float32)
+    def codebook_layers(self) -> list[torch.nn.Module]:
+        return self.model.quantizer.vq.layers

@@ -13,7 +13,6 @@ time-aligned column.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from pathlib import Path
 from typing import Any
