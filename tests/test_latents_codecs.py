@@ -1,7 +1,6 @@
 """Codec interface contract for every latents backend, EnCodec round trips with tiny random-init
 models of the real classes, pitch preservation of the spectral codecs, clear checkpoint errors."""
 
-import math
 
 import numpy as np
 import pytest

@@ -1,6 +1,5 @@
 """The shard runner on the serial executor: outputs, resume, per-track errors, stale params."""
 
-import os
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -10,7 +9,7 @@ import soundfile as sf
 from pipeline.manifest import build_manifest, write_manifest
 from pipeline.planning import ShardingConfig
 from pipeline.reader import StageStore
-from pipeline.runner import ERRORS_FILENAME, cached_stage, process_shard, run_stage
+from pipeline.runner import ERRORS_FILENAME, cached_stage, run_stage
 from pipeline.store import list_shards
 from stages.loudness import frame_rms_db
 
