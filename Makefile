@@ -9,6 +9,11 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 PYTEST_ARGS ?=
+# DeepSalience weights (MIT): taken from ../shared when present, else `make demo` fetches them once
+# (online) into ~/.cache/chordflow/deepsalience with their SHA-256 checked.
+ifneq ($(wildcard ../shared/weights/deepsalience/multif0.h5),)
+export CHORDFLOW_DEEPSALIENCE_WEIGHTS ?= $(abspath ../shared/weights/deepsalience)
+endif
 
 .PHONY: install demo test test-fast slurm-up slurm-down bench clean-demo
 
@@ -16,6 +21,7 @@ install:
 	scripts/install.sh
 
 demo: install
+	@if [ -z "$$CHORDFLOW_DEEPSALIENCE_WEIGHTS" ]; then chordflow melody fetch-weights; fi
 	dvc repro
 
 # The full suite, SLURM included. The cluster is stopped whatever the test outcome.

@@ -14,8 +14,8 @@ CLI_MODULES: tuple[str, ...] = (
     "pipeline.manifest",
     "pipeline.runner",
     "stages.chords.cli",
-    "stages.melody.cli",
     "stages.drums.cli",
+    "stages.melody.cli",
     "stages.latents.cli",
 )
 
@@ -28,14 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in CLI_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not (module_name + ".").startswith(exc.name + "."):
-                raise  # a missing dependency inside the module is a real error
-            logging.getLogger(__name__).warning("chordflow: %s is not installed; its commands are unavailable", module_name)
-            continue
-        module.add_cli(subparsers)
+        importlib.import_module(module_name).add_cli(subparsers)
     return parser
 
 

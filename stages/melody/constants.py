@@ -78,16 +78,19 @@ BINS_PER_SEMITONE: int = BINS_PER_OCTAVE // 12
 #: JASCO keeps 53 semitones, G2 (MIDI 43) .. B6 (MIDI 95).
 JASCO_LOWEST_MIDI: int = 43
 JASCO_N_SEMITONES: int = 53
-#: MIDI number of bin 0 (FMIN = 32.7 Hz is C1 = MIDI 24, within 0.2 cents).
+#: MIDI number of bin 0 (FMIN = 32.7 Hz is C1 = MIDI 24, 0.17 cents flat).
 FMIN_MIDI: int = 24
-#: First salience bin kept: the centre bin of G2. The 53 groups of 5 bins then end exactly at bin 360.
+#: Centre bin of G2. Semitone i of the condition is the max over the 5 bins centred on bin
+#: ``JASCO_LOWEST_BIN + 5 i`` (+-40 cents), and bins below G2 (Hz) are dropped first; since FMIN is
+#: a hair flat, that drops the G2 centre bin too, as JASCO's own post-processing does.
 JASCO_LOWEST_BIN: int = (JASCO_LOWEST_MIDI - FMIN_MIDI) * BINS_PER_SEMITONE
+JASCO_FIRST_GROUP_BIN: int = JASCO_LOWEST_BIN - BINS_PER_SEMITONE // 2
 #: Salience below this is zeroed before grouping (JASCO's authors used 0.5).
 JASCO_SALIENCE_THRESHOLD: float = 0.5
 #: Stored melody index of a frame with no salience left above the threshold.
 UNVOICED_INDEX: int = -1
 
-assert JASCO_LOWEST_BIN + JASCO_N_SEMITONES * BINS_PER_SEMITONE == N_BINS
+assert JASCO_FIRST_GROUP_BIN + JASCO_N_SEMITONES * BINS_PER_SEMITONE <= N_BINS
 assert math.isclose(FMIN, 440.0 * 2 ** ((FMIN_MIDI - 69) / 12), rel_tol=2e-4)
 
 # ----------------------------------------------------------------------------- melody f0 (eval)

@@ -1,0 +1,48 @@
+"""One entry point for both salience backends (``torch`` port, ``keras`` reference)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from stages.melody.chunking import SalienceModel
+from stages.melody.weights import read_weights
+
+Backend = Literal["torch", "keras"]
+BACKENDS: tuple[str, ...] = ("torch", "keras")
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (respects taskset/cgroup affinity, e.g. SLURM's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_threads(threads: int) -> int:
+    """``threads`` if positive, else all available cores."""
+    return threads if threads > 0 else available_cores()
+
+
+def load_salience_model(model: str, backend: str = "torch", weights_dir: str | Path | None = None,
+                        threads: int = 0, device: str = "cpu") -> SalienceModel:
+    """Build ``model`` (e.g. ``"multif0"``) on ``backend`` with its weights loaded.
+
+    Raises:
+        WeightsError: the weight file is missing or malformed (the message says where to put it).
+    """
+    weights = read_weights(model, weights_dir)
+    threads = resolve_threads(threads)
+    if backend == "torch":
+        from stages.melody.model_torch import TorchSalienceModel
+
+        return TorchSalienceModel(weights, threads, device)
+    if backend == "keras":
+        if device != "cpu":
+            raise ValueError("the keras backend runs on the CPU here; use backend torch for a GPU")
+        from stages.melody.model_keras import KerasSalienceModel
+
+        return KerasSalienceModel(weights, threads)
+    raise ValueError(f"unknown salience backend {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -1,0 +1,112 @@
+"""`chordflow melody {extract,eval,plot,fetch-weights}`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from pipeline.config import ConfigError, load_section, read_params
+
+log = logging.getLogger(__name__)
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
+    from pipeline.runner import add_run_arguments
+    from stages.melody.constants import DEFAULT_WEIGHTS_DIR, MODEL_NAMES, WEIGHTS_BASE_URL, WEIGHTS_ENV
+
+    melody = subparsers.add_parser("melody", help="DeepSalience melody salience and JASCO's melody condition")
+    actions = melody.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    extract = actions.add_parser("extract", help="run the melody stage over a manifest into shards")
+    add_run_arguments(extract)
+    extract.set_defaults(func=_extract)
+
+    evaluate = actions.add_parser("eval", help="mir_eval melody metrics against the corpus truth (DVC metrics JSON)")
+    evaluate.add_argument("--manifest", required=True, help="manifest parquet of the clips to score")
+    evaluate.add_argument("--truth", required=True, help="folder of <clip_id>.json truth files")
+    evaluate.add_argument("--features", help="the melody stage's shard folder: also score the stored condition")
+    evaluate.add_argument("--out", required=True, help="metrics JSON to write")
+    evaluate.add_argument("--params", default="params.yaml", help="sections melody and melody_eval")
+    evaluate.add_argument("--limit", type=int, help="override melody_eval.limit (0 = all clips)")
+    evaluate.add_argument("--no-progress", action="store_true")
+    evaluate.set_defaults(func=_eval)
+
+    plot = actions.add_parser("plot", help="PNG of a salience map with the truth melody overlaid")
+    plot.add_argument("--audio", required=True)
+    plot.add_argument("--truth", help="corpus truth JSON whose melody to overlay")
+    plot.add_argument("--out", required=True, help="PNG to write")
+    plot.add_argument("--model", choices=MODEL_NAMES, help="salience model (default: melody.model)")
+    plot.add_argument("--params", default="params.yaml")
+    plot.set_defaults(func=_plot)
+
+    fetch = actions.add_parser(
+        "fetch-weights", help="download the DeepSalience weights from the original repository (SHA-256 checked)")
+    fetch.add_argument("--dest", help=f"folder (default: melody.weights_dir, ${WEIGHTS_ENV}, or {DEFAULT_WEIGHTS_DIR})")
+    fetch.add_argument("--base-url", default=WEIGHTS_BASE_URL, help="where <model>.h5 files are served")
+    fetch.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES))
+    fetch.add_argument("--force", action="store_true", help="download even if a file with the right hash is there")
+    fetch.add_argument("--params", default="params.yaml")
+    fetch.set_defaults(func=_fetch)
+
+
+def _params(path: str) -> dict:
+    return read_params(path) if Path(path).exists() else {}
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from pipeline.runner import run_stage_from_args
+
+    return run_stage_from_args("melody", args)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from pipeline.atomic import atomic_write_text
+    from stages.melody.config import MelodyConfig, MelodyEvalConfig
+    from stages.melody.evaluate import evaluate_corpus, manifest_clips
+
+    params = _params(args.params)
+    stage = load_section(MelodyConfig, "melody", params)
+    eval_cfg = load_section(MelodyEvalConfig, "melody_eval", params)
+    if args.limit is not None:
+        eval_cfg = dataclasses.replace(eval_cfg, limit=args.limit)
+    clips = manifest_clips(args.manifest, args.truth, eval_cfg.limit)
+    summary = evaluate_corpus(clips, stage, eval_cfg, args.features, progress=not args.no_progress)
+    atomic_write_text(args.out, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    print(f"melody eval: {summary['clips']} clips, backend {stage.backend}, voicing threshold "
+          f"{eval_cfg.voicing_threshold} -> {args.out}")
+    for name, metrics in summary.items():
+        if isinstance(metrics, dict):
+            print(f"  {name:9s} " + "  ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k != "clips"))
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from stages.melody.config import MelodyConfig
+    from stages.melody.plot import plot_salience
+
+    stage = load_section(MelodyConfig, "melody", _params(args.params))
+    out = plot_salience(args.audio, args.out, stage, args.truth, args.model)
+    print(f"melody plot: {out}")
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from stages.melody.fetch import FetchError, fetch_weights
+    from stages.melody.weights import resolve_weights_dir
+
+    try:
+        configured = (_params(args.params).get("melody") or {}).get("weights_dir")
+    except ConfigError:
+        configured = None
+    dest = Path(args.dest) if args.dest else resolve_weights_dir(configured)
+    try:
+        paths = fetch_weights(dest, args.base_url, args.models, force=args.force)
+    except FetchError as exc:
+        print(f"melody fetch-weights: {exc}")
+        return 1
+    print(f"melody fetch-weights: {len(paths)} files verified in {dest}")
+    return 0

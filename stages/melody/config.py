@@ -1,0 +1,76 @@
+"""Parameters of the melody stage (``params.yaml`` section ``melody``) and of its evaluation
+(section ``melody_eval``, separate so that changing how we evaluate never invalidates features)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from pipeline.config import ConfigError
+from pipeline.constants import LATENT_FRAME_RATE
+from stages.melody.constants import (
+    JASCO_SALIENCE_THRESHOLD,
+    MODEL_NAMES,
+    SINGLE_F0_THRESHOLD,
+    TIME_RECEPTIVE_RADIUS,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class MelodyConfig:
+    #: DeepSalience model whose salience makes the condition (JASCO used multif0).
+    model: str = "multif0"
+    #: ``torch`` (the port, faster here) or ``keras`` (the reference, TensorFlow).
+    backend: Literal["torch", "keras"] = "torch"
+    #: Folder with the ``<model>.h5`` files; null: $CHORDFLOW_DEEPSALIENCE_WEIGHTS, else
+    #: ~/.cache/chordflow/deepsalience (`chordflow melody fetch-weights` fills it).
+    weights_dir: str | None = None
+    #: Intra-op threads per worker process; 0 = all cores this process may use.
+    threads: int = 0
+    #: ``cpu`` or ``cuda[:n]`` (torch backend only).
+    device: str = "cpu"
+    #: Frames kept per model call (~11.6 s); peak memory ~0.6 MB per frame and window in flight.
+    chunk_frames: int = 1000
+    #: Windows per model call.
+    batch_size: int = 1
+    #: Extra frames each side of a window; at least the receptive radius (7) keeps chunked == whole.
+    overlap_frames: int = TIME_RECEPTIVE_RADIUS
+    #: Salience below this is zeroed before the 53-semitone grouping.
+    threshold: float = JASCO_SALIENCE_THRESHOLD
+    #: Frame rate of the stored condition (the latent frame rate).
+    frame_rate: float = LATENT_FRAME_RATE
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.model not in MODEL_NAMES:
+            problems.append(f"model {self.model!r} is not one of {', '.join(MODEL_NAMES)}")
+        if self.backend == "keras" and self.device != "cpu":
+            problems.append("the keras backend runs on the cpu; use backend torch for a GPU")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            problems.append(f"device {self.device!r} is not cpu or cuda[:n]")
+        if self.threads < 0 or self.chunk_frames < 1 or self.batch_size < 1:
+            problems.append("threads must be >= 0, chunk_frames and batch_size >= 1")
+        if self.overlap_frames < TIME_RECEPTIVE_RADIUS:
+            problems.append(f"overlap_frames {self.overlap_frames} < the receptive radius {TIME_RECEPTIVE_RADIUS}: "
+                            "chunk edges would change the salience")
+        if not 0.0 < self.threshold < 1.0 or self.frame_rate <= 0:
+            problems.append("threshold must be in (0, 1) and frame_rate > 0")
+        if problems:
+            raise ConfigError(f"melody: {'; '.join(problems)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MelodyEvalConfig:
+    #: Models whose single-f0 output is scored against the corpus melody.
+    models: tuple[str, ...] = ("melody1", "melody2")
+    #: Frames whose peak salience is below this are unvoiced (the original `get_singlef0` default).
+    voicing_threshold: float = SINGLE_F0_THRESHOLD
+    #: Score at most this many clips (0 = all), taken in manifest order.
+    limit: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.models if m not in MODEL_NAMES]
+        if unknown or not self.models:
+            raise ConfigError(f"melody_eval: models {list(self.models)} must be a non-empty subset of {list(MODEL_NAMES)}")
+        if not 0.0 < self.voicing_threshold < 1.0 or self.limit < 0:
+            raise ConfigError("melody_eval: voicing_threshold must be in (0, 1) and limit >= 0")
