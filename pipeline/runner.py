@@ -17,7 +17,7 @@ import os
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -267,6 +267,26 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     info = subparsers.add_parser("shards", help="summarise a stage output folder (metadata, errors)")
     info.add_argument("folder")
     info.set_defaults(func=_cli_shards)
+
+
+def add_stage_cli(
+    subparsers: argparse._SubParsersAction,
+    stage_name: str,
+    help: str,
+    extract_help: str,
+    extract: Callable[[argparse.Namespace], int] | None = None,
+) -> tuple[argparse._SubParsersAction, argparse.ArgumentParser]:
+    """Add ``chordflow <stage_name>`` with its ``extract`` action (the standard run options).
+
+    ``extract`` defaults to :func:`run_stage_from_args` for the stage. Returns the stage's action
+    subparsers (for its other actions: eval, plot, ...) and the ``extract`` parser (for extra options).
+    """
+    parser = subparsers.add_parser(stage_name, help=help)
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    extract_parser = actions.add_parser("extract", help=extract_help)
+    add_run_arguments(extract_parser)
+    extract_parser.set_defaults(func=extract or (lambda args: run_stage_from_args(stage_name, args)))
+    return actions, extract_parser
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,14 +12,10 @@ DEFAULT_TRUTH = "data/corpus/truth"
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    from pipeline.runner import add_run_arguments
+    from pipeline.runner import add_stage_cli
 
-    chords = subparsers.add_parser(STAGE, help="chord timelines and frame-level chord indices (Chordino)")
-    actions = chords.add_subparsers(dest="chords_action", required=True, metavar="ACTION")
-
-    extract = actions.add_parser("extract", help="run the chords stage over a manifest into shards")
-    add_run_arguments(extract)
-    extract.set_defaults(func=_extract)
+    actions, _ = add_stage_cli(subparsers, STAGE, "chord timelines and frame-level chord indices (Chordino)",
+                               "run the chords stage over a manifest into shards")
 
     vocab = actions.add_parser("build-vocab", help="build a chord vocabulary JSON from extracted shards")
     vocab.add_argument("--features", required=True, help="chords shard folder")
@@ -54,12 +50,6 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 def _fail(message: object) -> int:
     print(f"chordflow chords: {message}", file=sys.stderr)
     return 2
-
-
-def _extract(args: argparse.Namespace) -> int:
-    from pipeline.runner import run_stage_from_args
-
-    return run_stage_from_args(STAGE, args)
 
 
 def _build_vocab(args: argparse.Namespace) -> int:

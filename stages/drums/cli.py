@@ -14,14 +14,10 @@ STAGE = "drums"
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    from pipeline.runner import add_run_arguments
+    from pipeline.runner import add_stage_cli
 
-    parser = subparsers.add_parser(STAGE, help="drum stem separation (Demucs or HPSS) and drum onset envelope")
-    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-
-    extract = actions.add_parser("extract", help="separate the drum stem of every manifest track into shards + stems/")
-    add_run_arguments(extract)
-    extract.set_defaults(func=_cli_extract)
+    actions, _ = add_stage_cli(subparsers, STAGE, "drum stem separation (Demucs or HPSS) and drum onset envelope",
+                               "separate the drum stem of every manifest track into shards + stems/", _cli_extract)
 
     evaluate = actions.add_parser("eval", help="onset F1 and SI-SDR of the stems against a rendered corpus")
     evaluate.add_argument("--features", required=True, help="drums stage folder")

@@ -12,15 +12,11 @@ STAGE_NAME = "latents"
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    from pipeline.runner import add_run_arguments
+    from pipeline.runner import add_stage_cli
 
-    parser = subparsers.add_parser(STAGE_NAME, help="codec latents of mix and drum stem; stats; codec evaluation")
-    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-
-    extract = actions.add_parser("extract", help="encode every track of a manifest into shards")
-    add_run_arguments(extract)
+    actions, extract = add_stage_cli(subparsers, STAGE_NAME, "codec latents of mix and drum stem; stats; codec evaluation",
+                                     "encode every track of a manifest into shards", _cli_extract)
     extract.add_argument("--drums", help="drums stage output folder (its stems are encoded to drums_coarse)")
-    extract.set_defaults(func=_cli_extract)
 
     stats = actions.add_parser("stats", help="normalisation statistics of stored latents (JSON)")
     stats.add_argument("--features", required=True, help="latents stage output folder")

@@ -13,15 +13,11 @@ log = logging.getLogger(__name__)
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    from pipeline.runner import add_run_arguments
+    from pipeline.runner import add_stage_cli
     from stages.melody.constants import DEFAULT_WEIGHTS_DIR, MODEL_NAMES, WEIGHTS_BASE_URL, WEIGHTS_ENV
 
-    melody = subparsers.add_parser("melody", help="DeepSalience melody salience and JASCO's melody condition")
-    actions = melody.add_subparsers(dest="action", required=True, metavar="ACTION")
-
-    extract = actions.add_parser("extract", help="run the melody stage over a manifest into shards")
-    add_run_arguments(extract)
-    extract.set_defaults(func=_extract)
+    actions, _ = add_stage_cli(subparsers, "melody", "DeepSalience melody salience and JASCO's melody condition",
+                               "run the melody stage over a manifest into shards")
 
     evaluate = actions.add_parser("eval", help="mir_eval melody metrics against the corpus truth (DVC metrics JSON)")
     evaluate.add_argument("--manifest", required=True, help="manifest parquet of the clips to score")
@@ -53,12 +49,6 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 def _params(path: str) -> dict:
     return read_params(path) if Path(path).exists() else {}
-
-
-def _extract(args: argparse.Namespace) -> int:
-    from pipeline.runner import run_stage_from_args
-
-    return run_stage_from_args("melody", args)
 
 
 def _eval(args: argparse.Namespace) -> int:
