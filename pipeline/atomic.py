@@ -76,3 +76,14 @@ def remove_stale_temp_files(folder: str | Path) -> int:
                 entry.unlink()
                 removed += 1
     return removed
+
+
+def save_png(fig, out: str | Path, dpi: int | None = None) -> Path:
+    """Write a matplotlib figure to ``out`` as PNG atomically, then close it (figures hold memory)."""
+    import matplotlib.pyplot as plt  # imported here: only plotting commands need matplotlib
+
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+    return out

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.atomic import atomic_path
+from pipeline.atomic import save_png
 from pipeline.constants import CHORD_NO_CHORD
 from pipeline.corpus.plan import OUTPUT_DIRS
 from pipeline.corpus.truth import read_truth
@@ -69,11 +69,7 @@ def plot_truth(truth: dict[str, Any], out: str | Path) -> Path:
                         f"drums: {truth['drum_style'] or 'none'}")
     ax_drums.set_xlim(0, duration)
     fig.tight_layout()
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
-    plt.close(fig)
-    return out
+    return save_png(fig, out, dpi=DPI)
 
 
 def plot_clip(clip: str, corpus_root: str | Path, out: str | Path) -> Path:

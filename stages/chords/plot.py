@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.atomic import atomic_path
+from pipeline.atomic import save_png
 from pipeline.constants import CHORD_NO_CHORD
 from stages.chords.frames import as_segments
 
@@ -75,9 +75,4 @@ def plot_timelines(truth: Any | None, extracted: Any, out: str | Path, title: st
     axes[-1].set_xlim(0, duration)
     axes[-1].set_xlabel("time (s)")
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
-    plt.close(fig)
-    return out
+    return save_png(fig, out, dpi=DPI)

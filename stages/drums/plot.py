@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.atomic import atomic_path
+from pipeline.atomic import save_png
 from pipeline.audio import load_audio
 from stages.drums.config import OnsetConfig
 from stages.drums.onsets import detect_onsets
@@ -49,8 +49,4 @@ def plot_separation(row: dict[str, Any], features_dir: str | Path, entry: dict[s
     ax_env.set_ylabel("onset envelope")
     ax_env.set_xlabel("time (s)")
     fig.tight_layout()
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
-    plt.close(fig)
-    return out
+    return save_png(fig, out, dpi=DPI)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import atomic_path
+from pipeline.atomic import save_png
 from stages.latents.codec import Codec
 from stages.latents.metrics import align
 
@@ -52,9 +52,4 @@ def plot_roundtrip(codec: Codec, wav: np.ndarray, out: str | Path, title: str = 
     axes[-1].set_xlabel("seconds")
     if title:
         fig.suptitle(title)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return out
+    return save_png(fig, out, dpi=100)

@@ -29,7 +29,7 @@ def plot_salience(audio_path: str | Path, out_png: str | Path, stage: MelodyConf
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pipeline.atomic import atomic_path
+    from pipeline.atomic import save_png
     from pipeline.audio import load_audio
     from stages.melody.backends import load_salience_model
     from stages.melody.chunking import predict_salience
@@ -74,7 +74,4 @@ def plot_salience(audio_path: str | Path, out_png: str | Path, stage: MelodyConf
         ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     out_png = Path(out_png)
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return out_png
+    return save_png(fig, out_png)
