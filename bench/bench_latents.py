@@ -7,8 +7,8 @@ Times every codec on a synthetic chord signal of ``--seconds``. The EnCodec back
 that cannot be downloaded here, so unless a checkpoint is given (``--encodec-32khz DIR``,
 ``--encodec-24khz FILE``) they are timed with random weights in the real models' full-size
 architectures (same classes, same sizes: the speed is the real one, the sound is not). Batch
-sizes > 1 encode/decode that many signals stacked in one forward pass (EnCodec and the HiFi-GAN
-generator batch natively; the spectral codec loops). Best of ``--repeat`` runs, after a warm-up.
+sizes > 1 encode/decode that many signals stacked in one forward pass (EnCodec batches natively;
+the spectral codec loops). Best of ``--repeat`` runs, after a warm-up.
 CPU only (the codecs run on CPU tensors).
 """
 
@@ -35,6 +35,8 @@ from tests.latents_helpers import TRIADS, chord_tone  # noqa: E402
 ENCODEC_32KHZ_CONFIG = dict(sampling_rate=32000, upsampling_ratios=[8, 5, 4, 4], num_filters=64, hidden_size=128,
                             codebook_dim=128, codebook_size=2048, num_lstm_layers=2, target_bandwidths=[2.2],
                             use_causal_conv=False, use_conv_shortcut=False, norm_type="weight_norm")
+#: Backends with a network that takes a stacked batch in one forward pass.
+ENCODEC_NAMES: tuple[str, ...] = ("encodec_32khz", "encodec_24khz")
 
 
 def full_size_random_encodec(folder: Path) -> dict[str, dict]:
@@ -50,19 +52,12 @@ def full_size_random_encodec(folder: Path) -> dict[str, dict]:
 
 def batched(codec: Codec, step: str, items: list[np.ndarray]) -> None:
     """One batched forward pass where the backend has a network, else a loop."""
-    network = {"encodec_32khz": "model", "encodec_24khz": "model", "mel_hifigan": "generator"}.get(codec.name)
-    if network is None or len(items) == 1:
+    if codec.name not in ENCODEC_NAMES or len(items) == 1:
         for item in items:
             (codec.encode if step == "encode" else codec.decode)(item)
         return
     with torch.inference_mode():
-        if codec.name == "mel_hifigan":
-            if step == "encode":
-                for item in items:
-                    codec.encode(item)
-            else:
-                codec.generator(torch.from_numpy(np.stack(items)).transpose(1, 2))
-        elif step == "encode":
+        if step == "encode":
             codec.model.encoder(torch.from_numpy(np.stack(items))[:, None])
         else:
             codec.model.decoder(torch.from_numpy(np.stack(items)).transpose(1, 2))
@@ -106,10 +101,11 @@ def main() -> int:
             options["encodec_24khz"] = {"checkpoint": args.encodec_24khz}
         for name in args.codec:
             codec = make_codec(name, options.get(name))
-            random = name in ("encodec_32khz", "encodec_24khz") and not getattr(args, name.replace("-", "_"))
+            random = name in ENCODEC_NAMES and not getattr(args, name.replace("-", "_"))
             for batch in args.batch:
                 figures = time_codec(codec, args.seconds, batch, args.repeat)
-                rows.append({"codec": name, "weights": "random (full size)" if random else "pretrained",
+                rows.append({"codec": name, "weights": ("random (full size)" if random else
+                                                          "pretrained" if name in ENCODEC_NAMES else "none"),
                              "batch": batch, "seconds": args.seconds,
                              "dim": codec.dim, "frame_rate": round(codec.frame_rate, 2), **figures})
     print(f"CPU: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}\n")

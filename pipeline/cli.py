@@ -17,6 +17,8 @@ CLI_MODULES: tuple[str, ...] = (
     "stages.drums.cli",
     "stages.melody.cli",
     "stages.latents.cli",
+    "model.cli",
+    "model.eval_cli",
 )
 
 

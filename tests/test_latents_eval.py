@@ -1,6 +1,8 @@
-"""``chordflow latents eval``: round-trip metrics and harmony preservation on a synthetic progression."""
+"""``chordflow latents eval``: round-trip metrics, harmony preservation on a synthetic progression,
+melody preservation (identity codec keeps it all, an octave shift keeps chroma but not pitch)."""
 
 import argparse
+import dataclasses
 import json
 
 import numpy as np
@@ -9,8 +11,12 @@ import soundfile as sf
 
 from pipeline.manifest import build_manifest, write_manifest
 from stages.latents.cli import add_cli
+from stages.latents.codec import Codec
+from stages.latents.evaluate import Judges, evaluate_codec, select_clips
+from stages.latents.melody_judge import MelodyJudge, MelodyScore, pooled_melody
 from stages.latents.metrics import log_mel_l1, multi_resolution_stft, si_sdr
 from tests.latents_helpers import TRIADS, chord_tone
+from tests.test_melody_support import synth_melody, weights_dir, write_truth  # noqa: F401 (fixture)
 
 PROGRESSION = [("C", 0.0, 3.0), ("Am", 3.0, 6.0), ("F", 6.0, 9.0), ("Em", 9.0, 12.0)]
 
@@ -38,7 +44,9 @@ def test_eval_reports_harmony_preservation(tmp_path):
     table, rejects = build_manifest([audio])
     write_manifest(table, rejects, tmp_path / "m.parquet")
     params = tmp_path / "params.yaml"
-    params.write_text("latents:\n  logspec_griffinlim: {griffin_lim_iters: 32}\n")
+    no_weights = tmp_path / "no_weights"
+    no_weights.mkdir()
+    params.write_text(f"latents:\n  logspec_griffinlim: {{griffin_lim_iters: 32}}\nmelody: {{weights_dir: {no_weights}}}\n")
     out = tmp_path / "metrics.json"
     parser = argparse.ArgumentParser()
     add_cli(parser.add_subparsers(dest="command", required=True))
@@ -55,3 +63,77 @@ def test_eval_reports_harmony_preservation(tmp_path):
     assert logspec["harmony_preservation"] == pytest.approx(
         logspec["chord_accuracy_decoded"] / logspec["chord_accuracy_original"])
     assert "si_sdr_db" not in logspec  # phase is re-estimated: SI-SDR would be meaningless
+    # no DeepSalience weights: the melody measure is skipped with the reason, the chord measure still ran
+    assert "weights missing" in logspec["melody_skipped"] and "multif0.h5" in logspec["melody_skipped"]
+    assert "melody_pitch_preservation" not in logspec
+
+
+@dataclasses.dataclass(frozen=True)
+class NoOptions:
+    pass
+
+
+class FramesCodec(Codec):
+    """Latents = the samples cut into frames; ``semitones`` shifts the decoded pitch (0 = identity)."""
+
+    name = "frames"
+    config_class = NoOptions
+    phase_preserving = True
+    sample_rate, hop_length, dim, coarse_dim = 22050, 441, 441, 1
+
+    def __init__(self, semitones: int = 0) -> None:
+        super().__init__(NoOptions())
+        self.semitones = semitones
+
+    def n_frames(self, n_samples: int) -> int:
+        return -(-n_samples // self.hop_length)
+
+    def encode(self, wav: np.ndarray) -> np.ndarray:
+        wav = self._check_wav(wav)
+        padded = np.pad(wav, (0, self.n_frames(len(wav)) * self.hop_length - len(wav)))
+        return padded.reshape(-1, self.hop_length)
+
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        wav = self._check_latents(latents).reshape(-1)
+        if self.semitones:
+            import librosa
+
+            wav = librosa.effects.pitch_shift(wav, sr=self.sample_rate, n_steps=self.semitones)
+        return wav.astype(np.float32)
+
+    def coarse(self, latents: np.ndarray) -> np.ndarray:
+        return np.abs(latents).mean(axis=1, keepdims=True)
+
+
+def test_melody_scores_pool_by_voiced_frames():
+    scores = [MelodyScore({"raw_pitch_accuracy": 1.0, "raw_chroma_accuracy": 1.0}, 300),
+              MelodyScore({"raw_pitch_accuracy": 0.0, "raw_chroma_accuracy": 0.5}, 100)]
+    assert pooled_melody(scores) == {"raw_pitch_accuracy": pytest.approx(0.75),
+                                     "raw_chroma_accuracy": pytest.approx(0.875)}
+
+
+def test_melody_preservation_is_decoded_over_original(tmp_path, weights_dir):  # noqa: F811
+    audio, truth = tmp_path / "audio", tmp_path / "truth"
+    audio.mkdir(), truth.mkdir()
+    sr = FramesCodec.sample_rate
+    tune, f0 = synth_melody([(60, 0.6), (64, 0.6), (67, 0.6), (62, 0.6)], sr=sr, gap=0.1)
+    sf.write(audio / "tune.wav", tune[0], sr)
+    write_truth(truth / "tune.json", f0)
+    sf.write(audio / "chords_only.wav", chord_tone(TRIADS["C"], 1.0, sr), sr)
+    (truth / "chords_only.json").write_text(json.dumps({"chords": [{"label": "C", "start": 0.0, "end": 1.0}]}))
+    table, rejects = build_manifest([audio])
+    write_manifest(table, rejects, tmp_path / "m.parquet")
+    clips = select_clips(tmp_path / "m.parquet", truth)
+    judges = Judges(melody=MelodyJudge({"weights_dir": str(weights_dir)}))
+
+    identity = evaluate_codec(FramesCodec(), clips, judges, progress=False)
+    assert identity["clips"] == 2 and identity["melody_clips"] == 1  # the chords-only truth is not scored
+    assert identity["melody_pitch_accuracy_original"] > 0.8  # the melody stage reads the synthetic tune
+    assert identity["melody_pitch_preservation"] == 1.0 and identity["melody_chroma_preservation"] == 1.0
+
+    octave_up = evaluate_codec(FramesCodec(semitones=12), clips, judges, progress=False)
+    assert octave_up["melody_pitch_accuracy_original"] == identity["melody_pitch_accuracy_original"]
+    assert octave_up["melody_pitch_preservation"] < 0.2  # every note is an octave off...
+    assert octave_up["melody_chroma_preservation"] > 0.8  # ...but on the right pitch class
+    assert octave_up["melody_pitch_preservation"] == pytest.approx(
+        octave_up["melody_pitch_accuracy_decoded"] / octave_up["melody_pitch_accuracy_original"])

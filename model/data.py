@@ -1,0 +1,159 @@
+"""Training examples from the cached feature shards: random segment crops, deterministic per step.
+
+Tracks are joined by ``track_id`` across the latents (mix latents + coarse drum latents), chords
+and melody stages. Each rank reads its own shards (``shards[rank::world]``) and holds a window of
+``shards_in_memory`` of them; the window moves every ``steps_per_window`` steps through a seeded
+shuffle. The batch of step s depends only on (seed, rank, s), so a resumed run sees exactly the
+batches an uninterrupted run would have seen: the data position is the step counter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.reader import StageStore
+from stages.latents.stats import NormalisationStats
+
+FEATURE_STAGES: tuple[str, ...] = ("latents", "chords", "melody")
+
+
+class DataError(ValueError):
+    """Features are missing or inconsistent for training."""
+
+
+@dataclass
+class Track:
+    """One track's aligned features: latents (T, D), drums (T, Dd), chords (T,), melody (T, 53)."""
+
+    track_id: str
+    latents: np.ndarray
+    drums: np.ndarray
+    chords: np.ndarray
+    melody: np.ndarray
+    description: str | None
+
+    @property
+    def frames(self) -> int:
+        return self.latents.shape[0]
+
+
+@dataclass
+class Batch:
+    """x1: (B, T, D) normalised latents; drums (B, T, Dd); chords (B, T) int64; melody (B, T, 53)."""
+
+    x1: torch.Tensor
+    drums: torch.Tensor
+    chords: torch.Tensor
+    melody: torch.Tensor
+    descriptions: list[str | None]
+    track_ids: list[str]
+
+
+def melody_matrix(index: np.ndarray, bins: int) -> np.ndarray:
+    """(T,) melody indices (-1 unvoiced) -> (T, bins) one-hot float32 (unvoiced rows all zero)."""
+    out = np.zeros((index.shape[0], bins), dtype=np.float32)
+    voiced = index >= 0
+    out[np.nonzero(voiced)[0], index[voiced]] = 1.0
+    return out
+
+
+class FeatureSource:
+    """Joined feature folders of one split, read shard by shard."""
+
+    def __init__(self, folders: dict[str, str | Path], track_ids: list[str], descriptions: dict[str, str | None],
+                 stats: NormalisationStats, normalisation: str, melody_bins: int) -> None:
+        missing = [name for name in FEATURE_STAGES if name not in folders]
+        if missing:
+            raise DataError(f"feature folders missing for {missing}")
+        self.stores = {name: StageStore(folders[name]) for name in FEATURE_STAGES}
+        wanted = set(track_ids)
+        present = set.intersection(*(set(s.track_ids()) for s in self.stores.values()))
+        self.skipped = sorted(wanted - present)  # failed in some stage: listed, not fatal
+        self.track_ids = sorted(wanted & present)
+        if not self.track_ids:
+            raise DataError(f"none of the {len(wanted)} requested tracks has latents, chords and melody features")
+        latents = self.stores["latents"]
+        shard_of = latents._index()
+        by_shard: dict[int, list[str]] = {}
+        for tid in self.track_ids:
+            by_shard.setdefault(shard_of[tid], []).append(tid)
+        self.shards: list[list[str]] = [by_shard[i] for i in sorted(by_shard)]
+        self.descriptions = descriptions
+        self.stats = stats
+        self.normalisation = normalisation
+        self.melody_bins = melody_bins
+
+    def load(self, track_id: str) -> Track:
+        lat = self.stores["latents"].get(track_id)
+        chords = self.stores["chords"].get(track_id)["chord_index"]
+        melody = self.stores["melody"].get(track_id)["melody_index"]
+        frames = min(lat["latents"].shape[0], lat["drums_coarse"].shape[0], chords.shape[0], melody.shape[0])
+        return Track(
+            track_id=track_id,
+            latents=self.stats.normalise(lat["latents"][:frames], self.normalisation),
+            drums=np.asarray(lat["drums_coarse"][:frames], dtype=np.float32),
+            chords=np.asarray(chords[:frames], dtype=np.int64),
+            melody=melody_matrix(np.asarray(melody[:frames], dtype=np.int64), self.melody_bins),
+            description=self.descriptions.get(track_id),
+        )
+
+
+class CropSampler:
+    """Batches of random crops for step s, from this rank's current window of shards."""
+
+    def __init__(self, source: FeatureSource, *, segment_frames: int, batch_size: int, seed: int,
+                 rank: int = 0, world: int = 1, shards_in_memory: int = 64, steps_per_window: int = 2000) -> None:
+        self.source = source
+        self.segment_frames = segment_frames
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.my_shards = list(range(len(source.shards)))[rank::world] or list(range(len(source.shards)))
+        self.shards_in_memory = shards_in_memory
+        self.steps_per_window = steps_per_window
+        self._window: tuple[int, ...] | None = None
+        self._tracks: list[Track] = []
+
+    def window_shards(self, step: int) -> tuple[int, ...]:
+        """The shard indices in memory at ``step`` (all of them when they fit)."""
+        n = len(self.my_shards)
+        if n <= self.shards_in_memory:
+            return tuple(self.my_shards)
+        window = step // self.steps_per_window
+        cycle, position = divmod(window * self.shards_in_memory, n)
+        order = np.random.default_rng([self.seed, self.rank, cycle]).permutation(self.my_shards)
+        picked = [order[(position + i) % n] for i in range(self.shards_in_memory)]
+        return tuple(sorted(int(i) for i in picked))
+
+    def _ensure_window(self, step: int) -> None:
+        window = self.window_shards(step)
+        if window != self._window:
+            ids = [tid for shard in window for tid in self.source.shards[shard]]
+            tracks = [self.source.load(tid) for tid in ids]
+            self._tracks = [t for t in tracks if t.frames >= self.segment_frames]
+            if not self._tracks:
+                raise DataError(f"no track in shards {window} is at least {self.segment_frames} frames long; "
+                                "lower train.segment_seconds")
+            self._window = window
+
+    def batch(self, step: int) -> Batch:
+        """The batch of training step ``step`` (deterministic)."""
+        self._ensure_window(step)
+        rng = np.random.default_rng([self.seed, self.rank, step])
+        weights = np.array([t.frames - self.segment_frames + 1 for t in self._tracks], dtype=np.float64)
+        picks = rng.choice(len(self._tracks), size=self.batch_size, p=weights / weights.sum())
+        return self._crops([(self._tracks[i], int(rng.integers(0, self._tracks[i].frames - self.segment_frames + 1)))
+                            for i in picks])
+
+    def _crops(self, items: list[tuple[Track, int]]) -> Batch:
+        n = self.segment_frames
+
+        def stack(name: str) -> torch.Tensor:
+            return torch.from_numpy(np.stack([getattr(t, name)[s: s + n] for t, s in items]))
+
+        return Batch(x1=stack("latents"), drums=stack("drums"), chords=stack("chords"), melody=stack("melody"),
+                     descriptions=[t.description for t, _ in items], track_ids=[t.track_id for t, _ in items])

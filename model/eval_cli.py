@@ -1,0 +1,114 @@
+"""``chordflow eval {score,plot}``: score generated audio against its controls; draw one clip."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any
+
+DEFAULT_METRICS = "metrics/model.json"
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("eval", help="re-analyse generated audio: chord/melody/drum adherence, Fréchet distance")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    score = actions.add_parser("score", help="score every clip of a generation report; write DVC metrics")
+    score.add_argument("--report", required=True, help="DIR/report.json written by `chordflow generate`")
+    score.add_argument("--out", default=DEFAULT_METRICS, help=f"metrics JSON (default {DEFAULT_METRICS})")
+    score.add_argument("--per-clip", help="also write the per-clip rows to this JSON file")
+    score.add_argument("--params", default="params.yaml",
+                       help="params file: model_eval, and the chords/melody/drums analysers' sections")
+    score.add_argument("--reference-manifest", help="manifest of real audio for the Fréchet distance")
+    score.add_argument("--reference-limit", type=int, help="embed at most this many reference clips (0 = all; "
+                                                           "default model_eval.reference_limit)")
+    score.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    score.set_defaults(func=_score)
+
+    plot = actions.add_parser("plot", help="requested vs extracted chord timeline of one generated clip (PNG)")
+    plot.add_argument("--report", required=True, help="DIR/report.json")
+    plot.add_argument("--clip", required=True, help="clip id in the report")
+    plot.add_argument("--out", required=True, help="output PNG")
+    plot.add_argument("--params", default="params.yaml")
+    plot.set_defaults(func=_plot)
+
+
+def _fail(message: object) -> int:
+    print(f"chordflow eval: {message}", file=sys.stderr)
+    return 2
+
+
+def _score(args: argparse.Namespace) -> int:
+    from model.evaluate import evaluate_report
+    from stages.chords.evaluate import write_metrics
+
+    if args.reference_limit is not None and args.reference_limit < 0:
+        return _fail("--reference-limit must be >= 0")
+    try:
+        metrics, rows = evaluate_report(args.report, args.params, args.reference_manifest, args.reference_limit,
+                                        progress=not args.no_progress)
+    except (ValueError, OSError) as exc:  # ReportError, ConfigError, an unreadable manifest
+        return _fail(exc)
+    write_metrics(metrics, args.out)
+    if args.per_clip:
+        write_metrics(rows, args.per_clip)
+    print(format_table(metrics))
+    print(f"wrote {args.out}" + (f" and {args.per_clip}" if args.per_clip else ""))
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from model.eval_plot import plot_clip
+
+    try:
+        out = plot_clip(args.report, args.clip, args.out, args.params)
+    except (KeyError, ValueError, OSError, RuntimeError) as exc:
+        return _fail(exc)
+    print(out)
+    return 0
+
+
+def _cell(stats: dict[str, Any] | None) -> str:
+    if not stats:
+        return "-"
+    return f"{stats['mean']:.3f} ± {stats['std']:.3f} (n={stats['n']})"
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    """Markdown table: one row per group, own score next to its chance twin."""
+    from model.evaluate import SCORES
+
+    groups = metrics["groups"]
+    shown = [s for s in SCORES if any(s in g for g in groups.values())]
+    lines = [f"eval: {metrics['clips']} clips ({metrics['clips_with_errors']} with errors), "
+             f"chord metric {metrics['chord_metric']}", "",
+             "| group | " + " | ".join(f"{s} | {s} chance" for s in shown) + " | no_chord_fraction |",
+             "|---|" + "---|---|" * len(shown) + "---|"]
+    for name, stats in groups.items():
+        cells = [f"{_cell(stats.get(s))} | {_cell(stats.get(s + '_chance'))}" for s in shown]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {_cell(stats.get('no_chord_fraction'))} |")
+    frechet = metrics["frechet"]
+    if "skipped" in frechet:
+        lines += ["", f"frechet: skipped ({frechet['skipped']})"]
+    else:
+        lines += ["", f"frechet_distance ({frechet['embedding']}): {_number(frechet['distance'])} generated vs "
+                      f"reference ({frechet['generated_windows']} vs {frechet['reference_windows']} windows); "
+                      f"real vs real halves {_number(frechet['real_vs_real'])}"]
+    lines += [f"skipped {part}: {reason}" for part, reason in metrics["skipped"].items()]
+    for clip, errors in list(metrics["errors"].items())[:5]:
+        lines.append(f"error {clip}: " + "; ".join(f"{k}: {v}" for k, v in errors.items()))
+    timing = metrics["timing"]
+    lines.append(f"time: {timing['seconds']:.1f} s; analysis {timing['analysis_seconds_per_clip']} s per clip")
+    return "\n".join(lines)
+
+
+def _number(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, float) and math.isfinite(value) else str(value)
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m model.eval_cli score ...` without the lead's wiring
+    root = argparse.ArgumentParser(prog="chordflow")
+    add_cli(root.add_subparsers(dest="command", required=True))
+    parsed = root.parse_args(["eval", *sys.argv[1:]])
+    sys.exit(parsed.func(parsed))

@@ -1,0 +1,216 @@
+"""Batch generation from a prompts JSONL: ``chordflow generate --prompts P.jsonl --out DIR``.
+
+One JSON object per line (paths relative to the prompts file's folder):
+    {"id": "intro", "description": "calm piano", "chords": [["C", 0.0], ["G", 2.5]],
+     "drums": "refs/beat.wav", "melody": "refs/tune.wav" | "refs/tune.npy", "duration": 10.0,
+     "group": "demo", "score_chords": [["C", 0.0], ...]}
+Every key but ``description`` is optional; ``drums`` is reference audio whose drum part the
+project's drums stage separates and the model's codec encodes; ``melody`` is audio (run through
+the melody stage) or a (T, 53) / (53, T) matrix at the model frame rate. ``score_chords`` is the
+progression an evaluation scores against when ``chords`` is withheld (held-out tests).
+Writes ``DIR/clips/<id>.wav`` (loudness-normalised) and ``DIR/report.json`` (the format that
+``chordflow eval`` reads); a bad line is reported in ``rejects`` and the rest still run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+from tqdm.auto import tqdm
+
+from model.sample import MusicGenerator
+from pipeline.atomic import atomic_path, atomic_write_text
+
+REPORT_FORMAT = "chordflow.generation/1"
+PEAK_LIMIT = 0.99
+
+
+class PromptError(ValueError):
+    """A prompt line that cannot be turned into controls."""
+
+
+@dataclass
+class Prompt:
+    id: str
+    description: str | None
+    duration: float
+    group: str | None = None
+    chords: list | None = None
+    score_chords: list | None = None
+    drums_path: Path | None = None
+    melody_path: Path | None = None
+    seed: int | None = None
+    controls: dict[str, Any] = field(default_factory=dict)
+
+
+def read_prompts(path: str | Path, default_duration: float) -> tuple[list[Prompt], list[dict[str, str]]]:
+    """Parse the JSONL; returns (prompts, rejects) where a reject names the line and the reason."""
+    path = Path(path)
+    base = path.parent
+    prompts, rejects, seen = [], [], set()
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise PromptError("not a JSON object")
+            unknown = set(row) - {"id", "description", "chords", "score_chords", "drums", "melody", "duration",
+                                  "group", "seed"}
+            if unknown:
+                raise PromptError(f"unknown key(s) {sorted(unknown)}")
+            pid = str(row.get("id") or f"prompt_{number:04d}")
+            if not re.fullmatch(r"[\w.-]+", pid) or pid in seen:
+                raise PromptError(f"id {pid!r} is not a unique file-safe name")
+            duration = float(row.get("duration") or default_duration)
+            if not 0 < duration <= 3600:
+                raise PromptError(f"duration {duration} s is out of range")
+            resolve = lambda key: (base / row[key]) if row.get(key) else None
+            prompt = Prompt(id=pid, description=row.get("description") or None, duration=duration,
+                            group=row.get("group"), chords=row.get("chords"), score_chords=row.get("score_chords"),
+                            drums_path=resolve("drums"), melody_path=resolve("melody"), seed=row.get("seed"))
+            for p in (prompt.drums_path, prompt.melody_path):
+                if p is not None and not p.is_file():
+                    raise PromptError(f"file {p} not found")
+        except (ValueError, TypeError) as exc:
+            rejects.append({"where": where, "reason": str(exc)})
+            continue
+        seen.add(pid)
+        prompts.append(prompt)
+    return prompts, rejects
+
+
+class ControlLoader:
+    """Turns reference files into controls with the project's own stages (built lazily)."""
+
+    def __init__(self, params: dict[str, Any], model_frame_rate: float) -> None:
+        self.params = params
+        self.frame_rate = model_frame_rate
+        self._separator = None
+        self._melody = None
+
+    def drums(self, path: Path) -> tuple[np.ndarray, int]:
+        """Reference audio -> (N,) drum stem and its rate (drums stage separator)."""
+        from pipeline.audio import load_audio
+        from pipeline.config import load_config
+        from stages.drums.config import DrumsConfig
+        from stages.drums.separators import make_separator
+
+        cfg = load_config(DrumsConfig, self.params.get("drums"), where="drums")
+        if self._separator is None:
+            self._separator = make_separator(cfg)
+            self._separator.setup()
+        rate = self._separator.input_sample_rate or cfg.sample_rate
+        samples, _ = load_audio(path, sample_rate=rate, channels=self._separator.input_channels or cfg.channels)
+        stem = self._separator.separate(samples, rate)
+        return stem.mean(axis=0).astype(np.float32), rate
+
+    def melody(self, path: Path) -> np.ndarray:
+        """A matrix file or reference audio -> (T, 53) melody matrix at the model frame rate."""
+        if path.suffix == ".npy":
+            return np.load(path).astype(np.float32)
+        from pipeline.audio import load_audio
+        from pipeline.config import load_config
+        from stages.melody.config import MelodyConfig
+        from stages.melody.extractor import MelodyExtractor
+        from model.data import melody_matrix
+
+        if self._melody is None:
+            self._melody = MelodyExtractor(load_config(MelodyConfig, self.params.get("melody"), where="melody"))
+        stage = self._melody
+        samples, _ = load_audio(path, sample_rate=stage.sample_rate, channels=stage.channels)
+        index = stage.extract(samples, stage.sample_rate)["melody_index"]
+        return melody_matrix(np.asarray(index, dtype=np.int64), 53)
+
+
+def loudness_normalise(audio: np.ndarray, sample_rate: int, target_lufs: float) -> np.ndarray:
+    """Scale (N,) audio to ``target_lufs`` (ITU-R BS.1770), then keep the peak under 0.99."""
+    import torchaudio.functional as AF
+
+    audio = np.nan_to_num(audio.astype(np.float32))
+    if len(audio) >= int(0.4 * sample_rate) and np.abs(audio).max() > 1e-6:
+        lufs = float(AF.loudness(torch.from_numpy(audio)[None], sample_rate))
+        if np.isfinite(lufs):
+            audio = audio * 10 ** ((target_lufs - lufs) / 20)
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    return audio * (PEAK_LIMIT / peak) if peak > PEAK_LIMIT else audio
+
+
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temp:
+        sf.write(temp, audio, sample_rate, subtype="PCM_16", format="WAV")
+
+
+def generate_batch_file(generator: MusicGenerator, prompts_path: str | Path, out_dir: str | Path,
+                        params: dict[str, Any], progress: bool = True) -> dict[str, Any]:
+    """Run every prompt; returns (and writes) the report."""
+    out_dir = Path(out_dir)
+    cfg = generator.params
+    prompts, rejects = read_prompts(prompts_path, cfg.seconds)
+    loader = ControlLoader(params, generator.config.frame_rate)
+    clips = []
+    for prompt in tqdm(prompts, desc="load controls", disable=not progress):
+        try:
+            if prompt.drums_path is not None:
+                prompt.controls["drums"] = loader.drums(prompt.drums_path)
+            if prompt.melody_path is not None:
+                prompt.controls["melody"] = loader.melody(prompt.melody_path)
+        except Exception as exc:  # a bad reference file rejects its prompt, not the run
+            rejects.append({"where": prompt.id, "reason": f"{type(exc).__name__}: {exc}"})
+            prompt.controls["failed"] = True
+    todo = [p for p in prompts if not p.controls.get("failed")]
+    groups: dict[float, list[Prompt]] = {}
+    for prompt in todo:
+        groups.setdefault(prompt.duration, []).append(prompt)
+    bar = tqdm(total=len(todo), desc="generate", unit="clip", disable=not progress)
+    for duration, items in sorted(groups.items()):
+        for first in range(0, len(items), cfg.batch_size):
+            batch = items[first: first + cfg.batch_size]
+            generator.set_generation_params(duration=duration, seed=cfg.seed + first)
+            audio = generator.generate_music(
+                [p.description for p in batch], chords=[p.chords for p in batch],
+                drums_wav=[p.controls["drums"][0] if "drums" in p.controls else None for p in batch],
+                drums_sample_rate=next((p.controls["drums"][1] for p in batch if "drums" in p.controls), None),
+                melody_salience_matrix=[p.controls.get("melody") for p in batch])
+            for prompt, wav in zip(batch, audio):
+                clips.append(_write_clip(out_dir, prompt, wav, generator, cfg.loudness_lufs))
+            bar.update(len(batch))
+    bar.close()
+    report = {"format": REPORT_FORMAT, "sample_rate": generator.sample_rate, "clips": clips, "rejects": rejects,
+              "generation": {"cfg_coef_all": cfg.cfg_coef_all, "cfg_coef_txt": cfg.cfg_coef_txt,
+                             "solver": cfg.solver, "steps": cfg.steps, "model_calls_per_window":
+                             getattr(generator, "last_function_evaluations", None)}}
+    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def _write_clip(out_dir: Path, prompt: Prompt, wav: np.ndarray, generator: MusicGenerator,
+                target_lufs: float) -> dict[str, Any]:
+    clip_path = out_dir / "clips" / f"{prompt.id}.wav"
+    write_wav(clip_path, loudness_normalise(wav, generator.sample_rate, target_lufs), generator.sample_rate)
+    melody_rel = None
+    if "melody" in prompt.controls:
+        melody_path = out_dir / "clips" / f"{prompt.id}.melody.npy"
+        with atomic_path(melody_path) as temp:
+            with open(temp, "wb") as handle:
+                np.save(handle, generator._melody_condition(prompt.controls["melody"], generator.frames_for(prompt.duration)))
+        melody_rel = os.path.relpath(melody_path, out_dir)
+    return {
+        "id": prompt.id, "wav": os.path.relpath(clip_path, out_dir), "duration_s": len(wav) / generator.sample_rate,
+        "description": prompt.description, "group": prompt.group or "default",
+        "conditions": {"chords": prompt.chords is not None, "drums": prompt.drums_path is not None,
+                       "melody": prompt.melody_path is not None, "text": bool(prompt.description)},
+        "chords": prompt.chords if prompt.chords is not None else prompt.score_chords,
+        "melody": melody_rel, "melody_frame_rate": generator.config.frame_rate,
+        "drums": os.path.relpath(prompt.drums_path, out_dir) if prompt.drums_path else None,
+    }

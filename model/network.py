@@ -1,0 +1,129 @@
+"""The velocity network: a non-causal pre-norm transformer over latent frames.
+
+Input per frame: the noisy latent concatenated with the temporal conditions (chords, drums,
+melody and their mask bits); ``frames_per_token`` frames are stacked into one token, projected to
+the model width. Each block: self-attention with rotary positions (relative, so pieces longer than
+the training crops work), cross-attention to the text tokens, an MLP; the flow time t modulates
+every layer norm (adaptive LayerNorm, zero-initialised gates so training starts from identity).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.conditioners import Conditions, TemporalConditioner, TextConditioner
+from model.config import ModelConfig
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """(B,) flow times in [0, 1] -> (B, dim) sinusoidal features."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    angles = (t.float() * 1000.0)[:, None] * freqs[None]
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+def rotary_tables(length: int, head_dim: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables (length, head_dim/2) of rotary position embeddings."""
+    inv_freq = 1.0 / (10000.0 ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim))
+    angles = torch.arange(length, device=device, dtype=torch.float32)[:, None] * inv_freq[None]
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, H, T, head_dim) queries or keys by position."""
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    rotated = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    return rotated.flatten(-2)
+
+
+class Block(nn.Module):
+    """Pre-norm self-attention + cross-attention + MLP, each gated by the time embedding."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm_self = nn.LayerNorm(dim, elementwise_affine=False)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.self_out = nn.Linear(dim, dim)
+        self.norm_cross = nn.LayerNorm(dim)
+        self.cross_q = nn.Linear(dim, dim)
+        self.cross_kv = nn.Linear(dim, 2 * dim)
+        self.cross_out = nn.Linear(dim, dim)
+        self.norm_mlp = nn.LayerNorm(dim, elementwise_affine=False)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
+        # shift/scale/gate for self-attention and MLP, from the time embedding
+        self.modulation = nn.Linear(dim, 6 * dim)
+        nn.init.zeros_(self.modulation.weight)
+        nn.init.zeros_(self.modulation.bias)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, dim = x.shape
+        return x.view(batch, length, self.heads, dim // self.heads).transpose(1, 2)
+
+    def _merge(self, x: torch.Tensor) -> torch.Tensor:
+        batch, heads, length, head_dim = x.shape
+        return x.transpose(1, 2).reshape(batch, length, heads * head_dim)
+
+    def forward(self, x: torch.Tensor, time: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+                text: torch.Tensor, text_attendable: torch.Tensor) -> torch.Tensor:
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(time).unsqueeze(1).chunk(6, dim=-1)
+        h = self.norm_self(x) * (1 + scale1) + shift1
+        q, k, v = (self._heads(part) for part in self.qkv(h).chunk(3, dim=-1))
+        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        x = x + gate1 * self.self_out(self._merge(F.scaled_dot_product_attention(q, k, v)))
+
+        q = self._heads(self.cross_q(self.norm_cross(x)))
+        k, v = (self._heads(part) for part in self.cross_kv(text).chunk(2, dim=-1))
+        mask = text_attendable[:, None, None, :]
+        x = x + self.cross_out(self._merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask)))
+
+        h = self.norm_mlp(x) * (1 + scale2) + shift2
+        return x + gate2 * self.mlp(h)
+
+
+class FlowTransformer(nn.Module):
+    """v_theta(x_t, t, conditions): (B, T, latent_dim) -> (B, T, latent_dim)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        k = config.frames_per_token
+        self.temporal = TemporalConditioner(config)
+        self.text = TextConditioner(config)
+        self.input_projection = nn.Linear(k * (config.latent_dim + self.temporal.out_dim), config.dim)
+        self.time_mlp = nn.Sequential(nn.Linear(config.dim, config.dim), nn.SiLU(), nn.Linear(config.dim, config.dim))
+        self.blocks = nn.ModuleList(Block(config.dim, config.heads, config.mlp_ratio) for _ in range(config.layers))
+        self.final_norm = nn.LayerNorm(config.dim, elementwise_affine=False)
+        self.final_modulation = nn.Linear(config.dim, 2 * config.dim)
+        self.output_projection = nn.Linear(config.dim, k * config.latent_dim)
+        for layer in (self.final_modulation, self.output_projection):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Conditions) -> torch.Tensor:
+        batch, frames, latent_dim = x.shape
+        k = self.config.frames_per_token
+        features = torch.cat([x, self.temporal(cond).to(x.dtype)], dim=-1)
+        pad = (-frames) % k  # stack k frames per token; pad the tail and crop it again at the end
+        if pad:
+            features = F.pad(features, (0, 0, 0, pad))
+        tokens = self.input_projection(features.reshape(batch, (frames + pad) // k, -1))
+        time = self.time_mlp(timestep_embedding(t.expand(batch) if t.dim() == 0 else t, self.config.dim).to(x.dtype))
+        rope = rotary_tables(tokens.shape[1], self.config.dim // self.config.heads, x.device)
+        text, attendable = self.text(cond)
+        text = text.to(x.dtype)
+        for block in self.blocks:
+            tokens = block(tokens, time, rope, text, attendable)
+        shift, scale = self.final_modulation(time).unsqueeze(1).chunk(2, dim=-1)
+        out = self.output_projection(self.final_norm(tokens) * (1 + scale) + shift)
+        return out.reshape(batch, frames + pad, latent_dim)[:, :frames]
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,231 @@
+"""Sampling: a JASCO-like Python API over a checkpoint.
+
+    gen = MusicGenerator.from_checkpoint("models/demo/checkpoint.pt")
+    gen.set_generation_params(cfg_coef_all=5.0, cfg_coef_txt=0.0, solver="euler", steps=16, duration=10)
+    wavs = gen.generate_music(["calm piano"], chords=[("C", 0.0), ("G", 2.5)], progress=True)  # (B, N)
+
+Multi-source classifier-free guidance, batched in one forward pass per solver step:
+    v = w_all * v(all given) + w_txt * v(text only) + (1 - w_all - w_txt) * v(none)
+(the text-only branch is skipped when w_txt = 0). Pieces longer than ``window_seconds`` are
+continued window by window: each new window's first ``overlap_seconds`` are pinned to the previous
+window's result by giving those frames the exact velocity of their straight OT path (x1 known),
+which every solver then integrates exactly, so the model sees consistent context.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from model.checkpoint import load_checkpoint, model_from_checkpoint
+from model.conditioners import Conditions
+from model.config import CONDITION_NAMES, GenerateConfig, TextConfig
+from model.data import melody_matrix
+from model.path import CondOTPath
+from model.solver import solve
+from model.text import TextEncoder
+from model.train import resolve_device
+from stages.chords.frames import timeline_to_frames
+from stages.chords.vocab import Vocabulary
+from stages.latents.codec import Codec, make_codec
+from stages.latents.stats import NormalisationStats
+
+Timeline = Sequence[tuple[str, float]]
+
+
+class GenerationError(ValueError):
+    """Controls that do not fit the request (wrong shapes, counts)."""
+
+
+def guidance_weights(cfg_coef_all: float, cfg_coef_txt: float) -> dict[str, float]:
+    """Weights of the (all, text-only, none) velocities; they sum to 1."""
+    return {"all": cfg_coef_all, "text": cfg_coef_txt, "none": 1.0 - cfg_coef_all - cfg_coef_txt}
+
+
+def _per_item(value: Any, batch: int, what: str, is_single) -> list[Any]:
+    """Broadcast one control to the batch, or check a per-item list has the batch's length."""
+    if value is None:
+        return [None] * batch
+    if is_single(value):
+        return [value] * batch
+    items = list(value)
+    if len(items) != batch:
+        raise GenerationError(f"{what}: {len(items)} items for {batch} descriptions")
+    return items
+
+
+def _is_timeline(value: Any) -> bool:
+    return len(value) == 0 or isinstance(value[0], (tuple, list)) and len(value[0]) in (2, 3) and isinstance(value[0][0], str)
+
+
+class MusicGenerator:
+    """A trained model, its codec, text encoder and normalisation, ready to sample."""
+
+    def __init__(self, payload: dict[str, Any], device: str = "auto", use_ema: bool = True,
+                 codec: Codec | None = None) -> None:
+        self.device = resolve_device(device)
+        self.payload = payload
+        self.model = model_from_checkpoint(payload, use_ema=use_ema).to(self.device)
+        self.config = self.model.config
+        self.stats = NormalisationStats(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["stats"].items()})
+        self.normalisation = payload["normalisation"]
+        vocab = payload["vocabulary"]
+        self.vocabulary = Vocabulary(vocab["mapping"], name=vocab["name"], slash_fallback=vocab["slash_fallback"])
+        self.codec = codec or make_codec(payload["codec"]["name"], payload["codec"]["options"])
+        text_params = payload["model_params"]["text"]
+        self.text_encoder = TextEncoder(TextConfig(**text_params), device=self.device)
+        self.path = CondOTPath(self.config.sigma_min)
+        self.params = GenerateConfig()
+
+    @classmethod
+    def from_checkpoint(cls, path: str, device: str = "auto", use_ema: bool = True) -> "MusicGenerator":
+        """Rebuild everything from the checkpoint file alone."""
+        return cls(load_checkpoint(path), device=device, use_ema=use_ema)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.codec.sample_rate
+
+    def set_generation_params(self, cfg_coef_all: float | None = None, cfg_coef_txt: float | None = None,
+                              solver: str | None = None, steps: int | None = None, duration: float | None = None,
+                              **other: Any) -> None:
+        """JASCO's knobs (plus any GenerateConfig field, e.g. ``overlap_seconds``, ``seed``)."""
+        given = {"cfg_coef_all": cfg_coef_all, "cfg_coef_txt": cfg_coef_txt, "solver": solver, "steps": steps,
+                 "seconds": duration, **other}
+        self.params = dataclasses.replace(self.params, **{k: v for k, v in given.items() if v is not None})
+
+    # ------------------------------------------------------------------ conditions
+    def frames_for(self, seconds: float) -> int:
+        return int(round(seconds * self.config.frame_rate))
+
+    def build_conditions(self, descriptions: Sequence[str | None], n_frames: int, chords: Any = None,
+                         drums_wav: Any = None, drums_sample_rate: int | None = None,
+                         melody_salience_matrix: Any = None) -> Conditions:
+        """Controls -> a :class:`Conditions` batch of ``n_frames`` frames; absent controls are masked."""
+        batch = len(descriptions)
+        timelines = _per_item(chords, batch, "chords", _is_timeline)
+        drums = _per_item(drums_wav, batch, "drums_wav", lambda v: getattr(v, "ndim", None) == 1)
+        melodies = _per_item(melody_salience_matrix, batch, "melody_salience_matrix", lambda v: getattr(v, "ndim", None) == 2)
+        cfg = self.config
+        chord_rows = np.zeros((batch, n_frames), dtype=np.int64)
+        drum_rows = np.zeros((batch, n_frames, cfg.drum_dim), dtype=np.float32)
+        melody_rows = np.zeros((batch, n_frames, cfg.melody_bins), dtype=np.float32)
+        keep = np.zeros((batch, len(CONDITION_NAMES)), dtype=bool)
+        for i in range(batch):
+            if timelines[i] is not None:
+                chord_rows[i] = timeline_to_frames(timelines[i], n_frames, self.vocabulary, cfg.frame_rate)
+                keep[i, 0] = True
+            if drums[i] is not None:
+                drum_rows[i] = self._drum_condition(np.asarray(drums[i], dtype=np.float32), drums_sample_rate, n_frames)
+                keep[i, 1] = True
+            if melodies[i] is not None:
+                melody_rows[i] = self._melody_condition(np.asarray(melodies[i], dtype=np.float32), n_frames)
+                keep[i, 2] = True
+            keep[i, 3] = bool(descriptions[i])
+        text, valid = self.text_encoder.encode(list(descriptions))
+        return Conditions(chords=torch.from_numpy(chord_rows), drums=torch.from_numpy(drum_rows),
+                          melody=torch.from_numpy(melody_rows), text=text, text_valid=valid,
+                          keep=torch.from_numpy(keep)).to(self.device)
+
+    def _drum_condition(self, wav: np.ndarray, sample_rate: int | None, n_frames: int) -> np.ndarray:
+        """A drum stem (N,) -> (n_frames, drum_dim) coarse latents of the model's codec."""
+        from pipeline.audio import resample
+
+        if sample_rate is None:
+            raise GenerationError("drums_wav needs drums_sample_rate")
+        wav = resample(wav[None], int(sample_rate), self.codec.sample_rate)[0]
+        coarse = self.codec.coarse(self.codec.encode(wav))
+        out = np.zeros((n_frames, coarse.shape[1]), dtype=np.float32)
+        out[: min(n_frames, len(coarse))] = coarse[:n_frames]
+        return out
+
+    def _melody_condition(self, matrix: np.ndarray, n_frames: int) -> np.ndarray:
+        """(53, T) (JASCO's layout) or (T, 53) salience at the model frame rate -> (n_frames, 53) one-hot."""
+        bins = self.config.melody_bins
+        if matrix.shape[0] == bins and matrix.shape[1] != bins:
+            matrix = matrix.T
+        if matrix.shape[1] != bins:
+            raise GenerationError(f"melody_salience_matrix: expected {bins} pitch bins, got shape {matrix.shape}")
+        index = np.where(matrix.max(axis=1) > 0, matrix.argmax(axis=1), -1)
+        out = np.zeros((n_frames, bins), dtype=np.float32)
+        rows = melody_matrix(index[:n_frames], bins)
+        out[: len(rows)] = rows
+        return out
+
+    # ------------------------------------------------------------------ sampling
+    def guided_velocity(self, cond: Conditions):
+        """The solver's velocity function: the guidance mix of (all, text-only, none), one forward pass."""
+        w = guidance_weights(self.params.cfg_coef_all, self.params.cfg_coef_txt)
+        given = cond.keep
+        text_only = given & torch.tensor([False, False, False, True], device=given.device)
+        branches = [("all", given), ("text", text_only), ("none", torch.zeros_like(given))]
+        branches = [(name, keep) for name, keep in branches if w[name] != 0.0]
+        stacked = Conditions.cat([cond.with_keep(keep) for _, keep in branches])
+        n = len(branches)
+
+        def velocity(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+            times = t.expand(x.shape[0] * n)
+            out = self.model(x.repeat(n, 1, 1), times, stacked).chunk(n)
+            return sum(w[name] * v for (name, _), v in zip(branches, out))
+
+        return velocity
+
+    @torch.no_grad()
+    def sample_latents(self, cond: Conditions, n_frames: int, generator: torch.Generator,
+                       progress: bool = False) -> torch.Tensor:
+        """(B, n_frames, D) normalised latents, window by window for long pieces."""
+        p = self.params
+        window = self.frames_for(p.window_seconds)
+        overlap = min(self.frames_for(p.overlap_seconds), window - 1)
+        batch, dim = cond.batch_size, self.config.latent_dim
+        result = torch.zeros(batch, n_frames, dim, device=self.device)
+        starts = [0]
+        while starts[-1] + window < n_frames:
+            starts.append(starts[-1] + window - overlap)
+        for number, start in enumerate(tqdm(starts, desc="windows", disable=not progress or len(starts) == 1)):
+            stop = min(start + window, n_frames)
+            x0 = torch.randn(batch, stop - start, dim, generator=generator).to(self.device)
+            velocity = self.guided_velocity(cond.crop(start, stop))
+            if number > 0:
+                known = min(overlap, stop - start)
+                x1_known = result[:, start: start + known]
+                pinned = self.path.target_velocity(x0[:, :known], x1_known)
+                free = velocity
+
+                def velocity(t: torch.Tensor, x: torch.Tensor, free=free, pinned=pinned, known=known) -> torch.Tensor:
+                    v = free(t, x)
+                    return torch.cat([pinned, v[:, known:]], dim=1)
+
+            solved = solve(velocity, x0, method=p.solver, steps=p.steps, atol=p.atol, rtol=p.rtol)
+            self.last_function_evaluations = solved.function_evaluations
+            result[:, start:stop] = solved.x1
+        return result
+
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """(B, T, D) normalised latents -> (B, N) float32 audio at the codec rate."""
+        wavs = [self.codec.decode(self.stats.denormalise(item.float().cpu().numpy(), self.normalisation))
+                for item in latents]
+        length = min(len(w) for w in wavs)
+        return np.stack([w[:length] for w in wavs])
+
+    def generate_music(self, descriptions: Sequence[str | None], chords: Any = None, drums_wav: Any = None,
+                       drums_sample_rate: int | None = None, melody_salience_matrix: Any = None,
+                       progress: bool = False, return_latents: bool = False) -> np.ndarray | tuple[np.ndarray, torch.Tensor]:
+        """Generate ``len(descriptions)`` pieces of ``params.seconds`` with any subset of controls.
+
+        chords: ``[(label, start_s), ...]`` for all items, or one such list per item (None = dropped).
+        drums_wav: (N,) drum stem for all, or one per item, at ``drums_sample_rate``.
+        melody_salience_matrix: (53, T) or (T, 53) at the model frame rate, for all or per item.
+        Returns (B, N) float32 audio at :attr:`sample_rate` (and the latents if asked).
+        """
+        n_frames = self.frames_for(self.params.seconds)
+        cond = self.build_conditions(list(descriptions), n_frames, chords, drums_wav, drums_sample_rate,
+                                     melody_salience_matrix)
+        generator = torch.Generator().manual_seed(self.params.seed)
+        latents = self.sample_latents(cond, n_frames, generator, progress)
+        audio = self.decode(latents)
+        return (audio, latents) if return_latents else audio

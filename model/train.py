@@ -1,0 +1,293 @@
+"""The trainer: flow matching on cached features, resumable to the exact loss trace.
+
+One step: a batch of crops (model/data.py), noise x0 and times t ~ U(0, 1), a keep mask that
+drops conditions (per condition and all at once), the velocity loss of the OT path, AdamW with
+warmup + cosine decay, gradient clipping, an EMA of the weights. All randomness of step s is
+drawn from generators seeded by (seed, rank, s), so resuming at step s replays exactly.
+Checkpoints go to ``OUT/checkpoint.pt`` every ``checkpoint_every`` steps and at the end;
+``OUT/losses.tsv`` and ``OUT/val_losses.tsv`` are DVC plots, ``OUT/train.json`` the summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from model.conditioners import Conditions, keep_mask_from_flags, sample_keep_mask
+from model.config import ModelParams, TrainConfig, model_config_from_params
+from model.data import Batch, CropSampler, FeatureSource
+from model.metadata import load_track_metadata, tracks_of
+from model.network import FlowTransformer
+from model.path import CondOTPath
+from model.text import TextEncoder
+from pipeline.atomic import atomic_write_text
+from pipeline.reader import StageStore
+from stages.chords.vocab import Vocabulary
+from stages.latents.stats import NormalisationStats
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TrainPaths:
+    """Where the trainer reads features and writes its outputs (all given by dvc.yaml)."""
+
+    manifest: str
+    latents: str
+    chords: str
+    melody: str
+    stats: str
+    out_dir: str
+    metadata: str | None = None
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup to 1, then cosine decay to ``min_lr_ratio`` at ``cfg.steps``."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def step_generator(seed: int, rank: int, step: int, stream: int = 0) -> torch.Generator:
+    """A torch generator that depends only on (seed, rank, step, stream)."""
+    state = np.random.SeedSequence([seed, rank, step, stream]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def chord_vocabulary(chords_dir: str | Path) -> Vocabulary:
+    """The vocabulary the chords stage used (its params name it)."""
+    info = StageStore(chords_dir).info.params
+    return Vocabulary.load(info.get("vocabulary", "jasco"), slash_fallback=info.get("slash_fallback", True))
+
+
+class Trainer:
+    """Holds model, optimiser, data and text encoder of one training run."""
+
+    def __init__(self, paths: TrainPaths, model_params: ModelParams, cfg: TrainConfig,
+                 continue_from: str | None = None) -> None:
+        self.paths, self.model_params, self.cfg = paths, model_params, cfg
+        self.rank, self.world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        self.device = resolve_device(cfg.device)
+        if self.world > 1:
+            self.device = self._init_distributed()
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        self.out_dir = Path(paths.out_dir)
+        self.stats = NormalisationStats.load(paths.stats)
+        latents_store = StageStore(paths.latents)
+        self.codec = {"name": latents_store.info.params["codec"], "options": latents_store.info.params.get(
+            latents_store.info.params["codec"], {})}
+        self.vocabulary = chord_vocabulary(paths.chords)
+        self.text_encoder = TextEncoder(model_params.text, device=self.device)
+        metadata = load_track_metadata(paths.manifest, paths.metadata)
+        descriptions = {tid: m.description for tid, m in metadata.items()}
+        spec = {f.name: f for f in latents_store.info.features}
+        self.model_config = model_config_from_params(
+            model_params, latent_dim=spec["latents"].shape[-1], drum_dim=spec["drums_coarse"].shape[-1],
+            text_dim=self.text_encoder.dim, frame_rate=latents_store.frame_rate, chord_vocab_size=len(self.vocabulary))
+        folders = {"latents": paths.latents, "chords": paths.chords, "melody": paths.melody}
+        make_source = lambda ids: FeatureSource(folders, ids, descriptions, self.stats, cfg.normalisation,
+                                                self.model_config.melody_bins)
+        self.train_source = make_source(tracks_of(metadata, "train"))
+        valid_ids = tracks_of(metadata, "valid")
+        self.valid_source = make_source(valid_ids) if valid_ids else None
+        k = self.model_config.frames_per_token
+        self.segment_frames = max(k, int(round(cfg.segment_seconds * self.model_config.frame_rate)) // k * k)
+        self.sampler = CropSampler(self.train_source, segment_frames=self.segment_frames, batch_size=cfg.batch_size,
+                                   seed=cfg.seed, rank=self.rank, world=self.world,
+                                   shards_in_memory=cfg.shards_in_memory, steps_per_window=cfg.steps_per_window)
+
+        torch.manual_seed(cfg.seed)  # same initial weights on every rank and every fresh run
+        self.model = FlowTransformer(self.model_config).to(self.device)
+        self.path = CondOTPath(self.model_config.sigma_min)
+        self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate, betas=cfg.betas,
+                                           weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg))
+        self.step = 0
+        self.losses: list[float] = []
+        self.val_rows: list[dict[str, float]] = []
+        self.resumed_from: str | None = None
+        self._restore(continue_from)
+        self.train_model = self.model
+        if self.world > 1:
+            self.train_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def _init_distributed(self) -> torch.device:
+        import torch.distributed as dist
+
+        use_cuda = torch.cuda.is_available()
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if use_cuda else "gloo")
+        if use_cuda:
+            local = int(os.environ.get("LOCAL_RANK", 0))
+            torch.cuda.set_device(local)
+            return torch.device("cuda", local)
+        return torch.device("cpu")
+
+    # ----------------------------------------------------------------- checkpoints
+    def _identity(self) -> dict[str, Any]:
+        """What must match for a checkpoint in OUT to be resumed (else training starts afresh)."""
+        return {"model_params": dataclasses.asdict(self.model_params), "train_config": dataclasses.asdict(self.cfg),
+                "model_config": self.model_config.to_dict(), "stats_frames": self.stats.frames,
+                "world": self.world}
+
+    def _restore(self, continue_from: str | None) -> None:
+        own = self.out_dir / CHECKPOINT_NAME
+        if own.is_file():
+            payload = load_checkpoint(own, self.device)
+            if json.dumps(payload.get("identity"), sort_keys=True) == json.dumps(self._identity(), sort_keys=True):
+                self.model.load_state_dict(payload["model"])
+                self.ema = {k: v.to(self.device) for k, v in payload["ema"].items()}
+                self.optimizer.load_state_dict(payload["optimizer"])
+                self.scheduler.load_state_dict(payload["scheduler"])
+                torch.set_rng_state(payload["rng"]["torch"])
+                self.step, self.losses, self.val_rows = payload["step"], payload["losses"], payload["val_losses"]
+                self.resumed_from = str(own)
+                return
+            tqdm.write(f"{own}: made with other params; training starts afresh (the old checkpoint is replaced)")
+        if continue_from:
+            payload = load_checkpoint(continue_from, self.device)
+            if payload["model_config"] != self.model_config.to_dict():
+                raise CheckpointError(f"{continue_from}: model config differs from model params; cannot fine-tune")
+            self.model.load_state_dict(payload["ema"] if payload.get("ema") is not None else payload["model"])
+            self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def checkpoint_payload(self) -> dict[str, Any]:
+        return {
+            "identity": self._identity(), "model_config": self.model_config.to_dict(),
+            "model_params": dataclasses.asdict(self.model_params), "train_config": dataclasses.asdict(self.cfg),
+            "stats": dataclasses.asdict(self.stats), "normalisation": self.cfg.normalisation,
+            "codec": self.codec, "vocabulary": {"mapping": self.vocabulary.mapping(), "name": self.vocabulary.name,
+                           "slash_fallback": self.vocabulary.slash_fallback},
+            "text": self.text_encoder.describe(), "step": self.step,
+            "model": self.model.state_dict(), "ema": self.ema,
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "seed": self.cfg.seed},
+            "data": {"position": self.step, "segment_frames": self.segment_frames, "rank_world": self.world},
+            "losses": self.losses, "val_losses": self.val_rows,
+        }
+
+    def save(self) -> None:
+        if self.rank != 0:
+            return
+        save_checkpoint(self.out_dir / CHECKPOINT_NAME, self.checkpoint_payload())
+        rows = ["step\tloss"] + [f"{i}\t{loss:.6f}" for i, loss in enumerate(self.losses)]
+        atomic_write_text(self.out_dir / "losses.tsv", "\n".join(rows) + "\n")
+        keys = ["step", "all", "no_chords", "none"]
+        val = ["\t".join(keys)] + ["\t".join(f"{row[k]:.6g}" for k in keys) for row in self.val_rows]
+        atomic_write_text(self.out_dir / "val_losses.tsv", "\n".join(val) + "\n")
+
+    # ----------------------------------------------------------------- steps
+    def conditions(self, batch: Batch, keep: torch.Tensor) -> Conditions:
+        text, valid = self.text_encoder.encode(batch.descriptions)
+        return Conditions(chords=batch.chords, drums=batch.drums, melody=batch.melody, text=text,
+                          text_valid=valid, keep=keep).to(self.device)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda" and self.cfg.mixed_precision:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def loss_of(self, model: torch.nn.Module, batch: Batch, keep: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        x1 = batch.x1.to(self.device)
+        x0 = torch.randn(x1.shape, generator=generator).to(self.device)
+        t = torch.rand(x1.shape[0], generator=generator).to(self.device)
+        with self._autocast():
+            predicted = model(self.path.sample(x0, x1, t), t, self.conditions(batch, keep))
+        return self.path.loss(predicted, x0, x1)
+
+    def train_step(self) -> float:
+        batch = self.sampler.batch(self.step)
+        generator = step_generator(self.cfg.seed, self.rank, self.step)
+        d = self.model_params.dropout
+        keep = sample_keep_mask(len(batch.track_ids), {"chords": d.chords, "drums": d.drums, "melody": d.melody,
+                                                       "text": d.text}, d.all, generator)
+        self.model.train()
+        loss = self.loss_of(self.train_model, batch, keep, generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        with torch.no_grad():
+            for name, value in self.model.state_dict().items():
+                if value.dtype.is_floating_point:
+                    self.ema[name].lerp_(value, 1 - self.cfg.ema_decay)
+        self.step += 1
+        value = float(loss.detach())
+        self.losses.append(value)
+        return value
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float] | None:
+        """Held-out loss with all conditions, with chords dropped, and with none (fixed crops and noise)."""
+        if self.valid_source is None:
+            return None
+        sampler = CropSampler(self.valid_source, segment_frames=self.segment_frames, batch_size=self.cfg.batch_size,
+                              seed=self.cfg.seed + 1)
+        self.model.eval()
+        totals = {"all": 0.0, "no_chords": 0.0, "none": 0.0}
+        flags = {"all": dict(chords=True, drums=True, melody=True, text=True),
+                 "no_chords": dict(chords=False, drums=True, melody=True, text=True), "none": {}}
+        for i in range(self.cfg.eval_batches):
+            batch = sampler.batch(i)
+            for name, given in flags.items():
+                keep = keep_mask_from_flags(len(batch.track_ids), **given)
+                totals[name] += float(self.loss_of(self.model, batch, keep, step_generator(self.cfg.seed, 0, i, 99)))
+        row = {"step": float(self.step), **{k: v / self.cfg.eval_batches for k, v in totals.items()}}
+        self.val_rows.append(row)
+        return row
+
+    def run(self, progress: bool = True, stop_at: int | None = None) -> dict[str, Any]:
+        """Train until ``cfg.steps`` (or ``stop_at``, for interruption tests); returns the summary."""
+        end = min(self.cfg.steps, stop_at) if stop_at is not None else self.cfg.steps
+        started, first_step = time.perf_counter(), self.step
+        bar = tqdm(total=self.cfg.steps, initial=self.step, desc="train", unit="step",
+                   disable=not progress or self.rank != 0)
+        while self.step < end:
+            loss = self.train_step()
+            bar.update(1)
+            if self.step % self.cfg.log_every == 0:
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+            if self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
+                self.validate()
+            if self.step % self.cfg.checkpoint_every == 0 or self.step == end:
+                self.save()
+        bar.close()
+        elapsed = time.perf_counter() - started
+        steps_done = self.step - first_step
+        summary = {
+            "steps": self.step, "steps_this_run": steps_done, "seconds_this_run": round(elapsed, 2),
+            "steps_per_second": round(steps_done / elapsed, 3) if elapsed > 0 and steps_done else None,
+            "tokens_per_second": round(steps_done * self.cfg.batch_size * self.segment_frames
+                                       / self.model_config.frames_per_token / elapsed, 1) if steps_done else None,
+            "parameters": self.model.parameter_count(), "final_loss": self.losses[-1] if self.losses else None,
+            "mean_loss_last_50": float(np.mean(self.losses[-50:])) if self.losses else None,
+            "last_validation": self.val_rows[-1] if self.val_rows else None,
+            "train_tracks": len(self.train_source.track_ids), "skipped_tracks": self.train_source.skipped,
+            "resumed_from": self.resumed_from, "device": str(self.device), "world_size": self.world,
+        }
+        if self.rank == 0:
+            atomic_write_text(self.out_dir / "train.json", json.dumps(summary, indent=1) + "\n")
+        return summary

@@ -1,0 +1,188 @@
+"""Mathematical properties of the model's pieces: path, solvers, guidance, condition masks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from model.conditioners import Conditions, TemporalConditioner, keep_mask_from_flags, sample_keep_mask
+from model.config import CONDITION_NAMES, GenerateConfig, ModelConfig
+from model.network import FlowTransformer
+from model.path import CondOTPath
+from model.sample import MusicGenerator, guidance_weights
+from model.solver import SolverError, calls_per_run, solve
+
+TINY = ModelConfig(latent_dim=6, drum_dim=3, text_dim=5, dim=32, layers=2, heads=2, chord_embed_dim=8,
+                   melody_embed_dim=8, drum_embed_dim=8, frames_per_token=2)
+
+
+def random_conditions(batch: int, frames: int, config: ModelConfig = TINY, seed: int = 0) -> Conditions:
+    g = torch.Generator().manual_seed(seed)
+    return Conditions(
+        chords=torch.randint(0, config.chord_vocab_size, (batch, frames), generator=g),
+        drums=torch.randn(batch, frames, config.drum_dim, generator=g),
+        melody=torch.rand(batch, frames, config.melody_bins, generator=g),
+        text=torch.randn(batch, 4, config.text_dim, generator=g),
+        text_valid=torch.ones(batch, 4, dtype=torch.bool),
+        keep=torch.ones(batch, len(CONDITION_NAMES), dtype=torch.bool))
+
+
+def randomised_network(seed: int = 0) -> FlowTransformer:
+    """The network with every weight random (the zero-initialised gates would hide the conditions)."""
+    torch.manual_seed(seed)
+    net = FlowTransformer(TINY)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn_like(p) * 0.2)
+    return net.eval()
+
+
+# ---------------------------------------------------------------- path
+def test_path_endpoints_and_target_velocity():
+    path = CondOTPath(sigma_min=1e-5)
+    x0, x1 = torch.randn(3, 7, 4), torch.randn(3, 7, 4)
+    assert torch.allclose(path.sample(x0, x1, torch.zeros(3)), x0)
+    assert torch.allclose(path.sample(x0, x1, torch.ones(3)), x1 + 1e-5 * x0)
+    # the target is the time derivative of the path (it is linear in t)
+    t, dt = torch.full((3,), 0.3), 1e-3
+    numeric = (path.sample(x0, x1, t + dt) - path.sample(x0, x1, t - dt)) / (2 * dt)
+    assert torch.allclose(numeric, path.target_velocity(x0, x1), atol=1e-3)
+    assert torch.allclose(path.target_velocity(x0, x1), x1 - (1 - 1e-5) * x0)
+
+
+def test_path_uses_per_example_times():
+    path = CondOTPath(sigma_min=0.0)
+    x0, x1 = torch.zeros(2, 3), torch.ones(2, 3)
+    out = path.sample(x0, x1, torch.tensor([0.25, 0.75]))
+    assert torch.allclose(out[0], torch.full((3,), 0.25)) and torch.allclose(out[1], torch.full((3,), 0.75))
+
+
+def test_integrating_the_exact_velocity_reaches_the_data():
+    path = CondOTPath()
+    x0, x1 = torch.randn(2, 5), torch.randn(2, 5)
+    v = path.target_velocity(x0, x1)
+    for method in ("euler", "midpoint", "dopri5"):
+        assert torch.allclose(solve(lambda t, x: v, x0, method=method, steps=3).x1, path.sample(x0, x1, torch.ones(2)),
+                              atol=1e-5)
+
+
+# ---------------------------------------------------------------- solvers
+@pytest.mark.parametrize("method, tolerance", [("euler", 2e-2), ("midpoint", 5e-4), ("heun", 5e-4),
+                                               ("heun2", 5e-4), ("rk4", 1e-7), ("dopri5", 1e-5)])
+def test_solvers_on_exponential_decay(method, tolerance):
+    result = solve(lambda t, x: -x, torch.ones(4), method=method, steps=16, atol=1e-7, rtol=1e-7)
+    assert abs(result.x1[0].item() - math.exp(-1)) < tolerance
+    expected_calls = calls_per_run(method, 16)
+    if expected_calls is not None:
+        assert result.function_evaluations == expected_calls
+
+
+def test_euler_error_shrinks_linearly_and_midpoint_quadratically():
+    def error(method, steps):
+        return abs(solve(lambda t, x: -x, torch.ones(1, dtype=torch.float64), method=method, steps=steps).x1.item()
+                   - math.exp(-1))
+    assert 1.8 < error("euler", 8) / error("euler", 16) < 2.2
+    assert 3.5 < error("midpoint", 8) / error("midpoint", 16) < 4.5
+
+
+def test_time_dependent_ode_sees_time():
+    # dx/dt = 2t from x=0 gives x(1) = 1 exactly for midpoint
+    result = solve(lambda t, x: 2 * t * torch.ones_like(x), torch.zeros(2), method="midpoint", steps=4)
+    assert torch.allclose(result.x1, torch.ones(2))
+
+
+def test_unknown_solver_and_bad_steps():
+    with pytest.raises(SolverError, match="unknown ODE solver"):
+        solve(lambda t, x: x, torch.ones(1), method="leapfrog")
+    with pytest.raises(SolverError, match="steps"):
+        solve(lambda t, x: x, torch.ones(1), method="euler", steps=0)
+
+
+# ---------------------------------------------------------------- conditions
+def test_dropped_temporal_condition_is_ignored():
+    conditioner = TemporalConditioner(TINY)
+    a = random_conditions(2, 10, seed=1)
+    b = random_conditions(2, 10, seed=2)
+    for column, name in enumerate(["chords", "drums", "melody"]):
+        keep = torch.ones(4, dtype=torch.bool)
+        keep[column] = False
+        mixed = Conditions(**{**a.__dict__, name: getattr(b, name)}).with_keep(keep)
+        assert torch.equal(conditioner(a.with_keep(keep)), conditioner(mixed)), name
+        # given, the same swap changes the features
+        assert not torch.equal(conditioner(a), conditioner(Conditions(**{**a.__dict__, name: getattr(b, name)})))
+
+
+def test_mask_bits_distinguish_dropped_from_zero_valued():
+    conditioner = TemporalConditioner(TINY)
+    cond = random_conditions(1, 4)
+    cond = Conditions(**{**cond.__dict__, "drums": torch.zeros_like(cond.drums)})
+    given = conditioner(cond)
+    dropped = conditioner(cond.with_keep(torch.tensor([True, False, True, True])))
+    assert not torch.equal(given, dropped)  # an all-zero drum input is not the same as no drums
+
+
+def test_network_ignores_dropped_text_and_uses_given_text():
+    net = randomised_network()
+    x, t = torch.randn(2, 9, TINY.latent_dim), torch.rand(2)
+    a, b = random_conditions(2, 9, seed=3), random_conditions(2, 9, seed=3)
+    b = Conditions(**{**b.__dict__, "text": torch.randn_like(b.text)})
+    no_text = torch.tensor([True, True, True, False])
+    with torch.no_grad():
+        assert torch.allclose(net(x, t, a.with_keep(no_text)), net(x, t, b.with_keep(no_text)), atol=1e-6)
+        assert not torch.allclose(net(x, t, a), net(x, t, b), atol=1e-4)
+
+
+def test_network_shapes_for_frame_counts_not_divisible_by_stacking():
+    net = randomised_network()
+    for frames in (1, 7, 10):
+        out = net(torch.randn(3, frames, TINY.latent_dim), torch.rand(3), random_conditions(3, frames))
+        assert out.shape == (3, frames, TINY.latent_dim)
+
+
+def test_keep_mask_helpers():
+    mask = keep_mask_from_flags(3, chords=True, text=True)
+    assert mask.shape == (3, 4) and mask[:, 0].all() and mask[:, 3].all() and not mask[:, 1:3].any()
+    with pytest.raises(ValueError, match="unknown condition"):
+        keep_mask_from_flags(1, harmony=True)
+    g = torch.Generator().manual_seed(0)
+    keep = sample_keep_mask(20000, {"chords": 0.5, "drums": 0.1, "melody": 0.0, "text": 0.3}, 0.2, g)
+    rates = 1 - keep.float().mean(0)
+    # dropped = 1 - (1 - p)(1 - p_all)
+    for rate, p in zip(rates, [0.5, 0.1, 0.0, 0.3]):
+        assert abs(rate.item() - (1 - (1 - p) * 0.8)) < 0.015
+
+
+# ---------------------------------------------------------------- guidance
+class _RecordingModel(torch.nn.Module):
+    """v = (index of the branch's keep pattern) so the mix can be checked; counts forward calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.batch_sizes = []
+
+    def forward(self, x, t, cond):
+        self.calls += 1
+        self.batch_sizes.append(x.shape[0])
+        code = cond.keep.float() @ torch.tensor([1.0, 10.0, 100.0, 1000.0])
+        return x * 0 + code[:, None, None]
+
+
+@pytest.mark.parametrize("w_all, w_txt", [(5.0, 0.0), (3.0, 1.5), (1.0, 0.0)])
+def test_multi_source_guidance_formula_in_one_forward_pass(w_all, w_txt):
+    generator = MusicGenerator.__new__(MusicGenerator)
+    generator.model = _RecordingModel()
+    generator.params = GenerateConfig(cfg_coef_all=w_all, cfg_coef_txt=w_txt)
+    cond = random_conditions(2, 6).with_keep(torch.tensor([True, False, True, True]))  # chords+melody+text
+    velocity = generator.guided_velocity(cond)
+    out = velocity(torch.tensor(0.5), torch.zeros(2, 6, TINY.latent_dim))
+    v_all, v_txt, v_none = 1 + 100 + 1000, 1000, 0
+    expected = w_all * v_all + w_txt * v_txt + (1 - w_all - w_txt) * v_none
+    assert torch.allclose(out, torch.full_like(out, expected))
+    assert generator.model.calls == 1  # every branch in one batched forward pass
+    weights = guidance_weights(w_all, w_txt)
+    # branches with weight 0 are not computed
+    assert generator.model.batch_sizes == [2 * sum(1 for w in weights.values() if w != 0)]
+    assert math.isclose(sum(weights.values()), 1.0)
