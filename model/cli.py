@@ -1,4 +1,4 @@
-"""``chordflow train``, ``train-plot``, ``generate`` and ``heldout``.
+"""``chordflow metadata``, ``train``, ``train-plot``, ``generate`` and ``heldout``.
 
 Multi-GPU: ``torchrun --nproc_per_node N -m pipeline.cli train ...`` (DDP, one rank per GPU).
 On a SLURM cluster: ``chordflow train --executor slurm`` submits the run as a requeueable job
@@ -18,6 +18,12 @@ from pipeline.config import ConfigError, load_config, load_section, read_params
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
+    meta = subparsers.add_parser("metadata", help="write the training metadata JSONL (path, split, description) "
+                                 "of the demo corpus")
+    meta.add_argument("--corpus", default="data/corpus", help="corpus root with index.jsonl and truth/")
+    meta.add_argument("--out", required=True, help="output JSONL")
+    meta.set_defaults(func=_metadata)
+
     train = subparsers.add_parser("train", help="train the flow-matching model on cached features (resumable)")
     train.add_argument("--manifest", required=True)
     train.add_argument("--metadata", help="JSONL of split/description per track (chordflow corpus metadata)")
@@ -60,6 +66,18 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     held.add_argument("--limit", type=int, default=0)
     held.add_argument("--no-progress", action="store_true")
     held.set_defaults(func=_heldout)
+
+
+def _metadata(args: argparse.Namespace) -> int:
+    from model.metadata import write_corpus_metadata
+
+    try:
+        count = write_corpus_metadata(args.corpus, args.out)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"chordflow metadata: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: {count} tracks")
+    return 0
 
 
 def _params(path: str) -> dict[str, Any]:

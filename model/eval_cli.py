@@ -33,6 +33,12 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     plot.add_argument("--params", default="params.yaml")
     plot.set_defaults(func=_plot)
 
+    adherence = actions.add_parser("adherence", help="generated adherence vs chance and the decode ceiling (table)")
+    adherence.add_argument("--generated", required=True, help="metrics JSON of the generated held-out clips")
+    adherence.add_argument("--ceiling", required=True, help="metrics JSON of the ceiling run (codec round trip)")
+    adherence.add_argument("--out", required=True, help="adherence JSON (DVC metrics)")
+    adherence.set_defaults(func=_adherence)
+
 
 def _fail(message: object) -> int:
     print(f"chordflow eval: {message}", file=sys.stderr)
@@ -112,3 +118,14 @@ if __name__ == "__main__":  # pragma: no cover - `python -m model.eval_cli score
     add_cli(root.add_subparsers(dest="command", required=True))
     parsed = root.parse_args(["eval", *sys.argv[1:]])
     sys.exit(parsed.func(parsed))
+
+
+def _adherence(args: argparse.Namespace) -> int:
+    from model.adherence import markdown, write_adherence
+
+    try:
+        table = write_adherence(args.generated, args.ceiling, args.out)
+    except (OSError, ValueError) as exc:
+        return _fail(exc)
+    print(markdown(table))
+    return 0

@@ -68,3 +68,20 @@ def tracks_of(metadata: dict[str, TrackMeta], splits: str | tuple[str, ...]) -> 
     """Sorted track ids whose split is one of ``splits``."""
     wanted = (splits,) if isinstance(splits, str) else tuple(splits)
     return sorted(tid for tid, meta in metadata.items() if meta.split in wanted)
+
+
+def write_corpus_metadata(corpus: str | Path, out: str | Path) -> int:
+    """The demo corpus's metadata: one line per clip (``path`` as the manifest names it, ``split``,
+    ``description`` from its truth file); returns the number of lines."""
+    from pipeline.atomic import atomic_write_text
+    from pipeline.corpus.build import read_index
+
+    root = Path(corpus)
+    lines = []
+    for entry in read_index(root):
+        truth = json.loads((root / entry["truth"]).read_text(encoding="utf-8"))
+        lines.append(json.dumps({"path": str(root / entry["audio"]), "clip_id": entry["clip_id"],
+                                 "split": entry["split"], "description": truth.get("description")}, sort_keys=True))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, "\n".join(lines) + "\n")
+    return len(lines)

@@ -34,23 +34,43 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+class WriteError(OSError):
+    """Writing a file failed (disk full, read-only folder, ...); the message names the file.
+
+    Writers such as pyarrow report "No space left on device" without the file name, which is
+    useless in a run that writes hundreds of shards. ``errno`` is the original one (or None).
+    """
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+    def __reduce__(self):  # keep errno when sent back from a worker process
+        return (type(self), (str(self), self.errno))
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
     """Yield a temp path to write; on success it is fsynced and renamed onto ``final``.
 
-    On any exception the temp file is removed and ``final`` is left untouched.
+    On any exception the temp file is removed and ``final`` is left untouched; an ``OSError``
+    comes out as :class:`WriteError` naming ``final``.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(final)
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, final)
         _fsync_dir(final.parent)
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise WriteError(f"cannot write {final}: {exc.strerror or exc}", exc.errno) from exc
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # also when the folder is read-only or gone
             tmp.unlink()
 
 

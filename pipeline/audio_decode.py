@@ -12,6 +12,7 @@ anything it cannot open (MP4/M4A, raw AAC, Matroska, WMA, ...) goes to torchcode
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 
 import numpy as np
@@ -196,6 +197,11 @@ def check_readable(path: str) -> None:
     if not os.path.lexists(path):
         raise AudioError(path, "file not found", MISSING)
     if not os.path.exists(path):
+        try:
+            os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # "dangling" would send the user looking for a missing file
+                raise AudioError(path, "unreadable: symlink loop", UNREADABLE) from None
         raise AudioError(path, f"unreadable: dangling symlink to {os.readlink(path)}", UNREADABLE)
     if os.path.isdir(path):
         raise AudioError(path, "unreadable: is a directory", UNREADABLE)

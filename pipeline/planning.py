@@ -23,12 +23,18 @@ class ShardingConfig:
 
     tracks_per_shard: int = 16
     seconds_per_shard: float | None = None
+    #: Longer tracks are recorded as ``too_long`` errors instead of being decoded: stages get
+    #: whole tracks, so a worker's memory grows with the longest track (about 2.2 GB per hour
+    #: of audio for loudness at 22.05 kHz). None: no limit.
+    max_track_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.tracks_per_shard < 1:
             raise ValueError("tracks_per_shard must be >= 1")
         if self.seconds_per_shard is not None and self.seconds_per_shard <= 0:
             raise ValueError("seconds_per_shard must be > 0")
+        if self.max_track_seconds is not None and self.max_track_seconds <= 0:
+            raise ValueError("max_track_seconds must be > 0")
 
 
 @dataclasses.dataclass(frozen=True)

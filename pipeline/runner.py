@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import os
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -42,6 +43,8 @@ from pipeline.store import (
 log = logging.getLogger(__name__)
 
 ERRORS_FILENAME = "_errors.parquet"
+#: Error type of a track longer than ``sharding.max_track_seconds``.
+TOO_LONG = "too_long"
 SUMMARY_FILENAME = "_run.json"
 
 # (stage name, params json) -> built and set-up extractor, per worker process.
@@ -72,6 +75,8 @@ class ShardJob:
     out_dir: str
     #: Folder that relative manifest paths are resolved against (the submitting process's cwd).
     root: str
+    #: Tracks longer than this (manifest duration, s) are recorded as errors, never decoded.
+    max_track_seconds: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +104,9 @@ def _checked(stage: FeatureExtractor, values: dict[str, Any]) -> dict[str, Any]:
 
 def _track_error(track_id: str, path: str, exc: BaseException, stage: str) -> TrackError:
     log.warning("%s: %s failed: %s", stage, path, exc)
-    return TrackError(track_id, path, _error_type(exc), f"{path}: {exc}")
+    message = str(exc)
+    # AudioError messages already start with the (resolved) path; do not name the file twice.
+    return TrackError(track_id, path, _error_type(exc), message if path in message else f"{path}: {message}")
 
 
 def _process_group(stage: FeatureExtractor, job: ShardJob, group: list[tuple[str, str]], rows: list, errors: list) -> None:
@@ -123,6 +130,14 @@ def _process_group(stage: FeatureExtractor, job: ShardJob, group: list[tuple[str
             errors.append(_track_error(track_id, path, exc, job.stage))
 
 
+def _too_long(track_id: str, path: str, seconds: float, limit: float, stage: str) -> TrackError:
+    log.warning("%s: %s is %.0f s long, over sharding.max_track_seconds = %.0f s: skipped", stage, path, seconds, limit)
+    return TrackError(track_id, path, TOO_LONG,
+                      f"{path}: {seconds:.0f} s is longer than sharding.max_track_seconds = {limit:.0f} s "
+                      "(stages decode whole tracks: memory grows with length); split the file, or raise the "
+                      "limit and re-run with --retry-errors")
+
+
 def process_shard(job: ShardJob) -> ShardResult:
     """Produce one shard (the executor task). Idempotent: a complete shard is left as it is."""
     started = time.perf_counter()
@@ -136,7 +151,12 @@ def process_shard(job: ShardJob) -> ShardResult:
         return ShardResult(spec.index, True, meta.planned - len(meta.errors), len(meta.errors), 0.0, worker)
     rows: list[dict[str, Any]] = []
     errors: list[TrackError] = []
-    tracks = list(zip(spec.track_ids, spec.paths))
+    tracks = []
+    for track_id, path, seconds in zip(spec.track_ids, spec.paths, spec.durations):
+        if job.max_track_seconds is not None and seconds > job.max_track_seconds:
+            errors.append(_too_long(track_id, path, seconds, job.max_track_seconds, job.stage))
+        else:
+            tracks.append((track_id, path))
     group_size = max(1, stage.tracks_per_call())
     for first in range(0, len(tracks), group_size):  # one bad track never sinks the shard
         _process_group(stage, job, tracks[first : first + group_size], rows, errors)
@@ -199,7 +219,8 @@ def run_stage(
         else:
             if path.exists():
                 path.unlink()  # stale (other params/plan) or forced retry: never mix old and new
-            pending.append(ShardJob(stage_name, params, spec, str(out.resolve()), os.getcwd()))
+            pending.append(ShardJob(stage_name, params, spec, str(out.resolve()), os.getcwd(),
+                                    sharding.max_track_seconds))
     log.info("%s: %d shards, %d complete, %d to run", stage_name, len(plan), report.skipped, len(pending))
 
     if pending:
@@ -323,10 +344,14 @@ def run_stage_from_args(stage_name: str, args: argparse.Namespace, overrides: Ma
     if args.tracks_per_shard:
         sharding_values["tracks_per_shard"] = args.tracks_per_shard
     sharding = load_config(ShardingConfig, sharding_values, where="sharding")
-    with build_executor_from_params(params, args.executor, args.workers) as executor:
-        stage_params = {**(params.get(stage_name) or {}), **(overrides or {})}
-        report = run_stage(stage_name, stage_params, args.manifest, args.out, sharding, executor,
-                           args.retry_errors, progress=not args.no_progress)
+    try:
+        with build_executor_from_params(params, args.executor, args.workers) as executor:
+            stage_params = {**(params.get(stage_name) or {}), **(overrides or {})}
+            report = run_stage(stage_name, stage_params, args.manifest, args.out, sharding, executor,
+                               args.retry_errors, progress=not args.no_progress)
+    except OSError as exc:  # disk full, read-only output folder, ...: one clear line, no traceback
+        print(f"{stage_name}: error: {exc}", file=sys.stderr)
+        return 1
     print(
         f"{report.stage}: {report.shards} shards ({report.written} written, {report.skipped} already complete), "
         f"{report.track_errors} track errors, {len(report.failed_shards)} failed shards in {report.seconds:.1f}s"

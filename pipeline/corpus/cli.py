@@ -1,4 +1,4 @@
-"""``chordflow corpus render``, ``plot`` and ``metadata``."""
+"""``chordflow corpus render`` and ``chordflow corpus plot``."""
 
 from __future__ import annotations
 
@@ -34,12 +34,6 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     plot.add_argument("--corpus", default=DEFAULT_OUT, help=f"corpus root (default {DEFAULT_OUT})")
     plot.add_argument("--out", required=True, help="output PNG path")
     plot.set_defaults(func=_plot)
-
-    meta = commands.add_parser("metadata", help="write the track metadata JSONL (path, split, description) "
-                               "that `chordflow train` reads")
-    meta.add_argument("--corpus", default=DEFAULT_OUT, help=f"corpus root (default {DEFAULT_OUT})")
-    meta.add_argument("--out", required=True, help="output JSONL path")
-    meta.set_defaults(func=_metadata)
 
 
 def load_corpus_config(params: str | None, overrides: dict[str, object]) -> CorpusConfig:
@@ -78,32 +72,4 @@ def _plot(args: argparse.Namespace) -> int:
         print(f"chordflow corpus plot: {exc}", file=sys.stderr)
         return 2
     print(out)
-    return 0
-
-
-def write_metadata(corpus: str | Path, out: str | Path) -> int:
-    """One line per clip: ``path`` (as the manifest names it), ``split``, ``description``; returns the count."""
-    import json
-
-    from pipeline.atomic import atomic_write_text
-    from pipeline.corpus.build import read_index
-
-    root = Path(corpus)
-    lines = []
-    for entry in read_index(root):
-        truth = json.loads((root / entry["truth"]).read_text(encoding="utf-8"))
-        lines.append(json.dumps({"path": str(root / entry["audio"]), "clip_id": entry["clip_id"],
-                                 "split": entry["split"], "description": truth.get("description")}, sort_keys=True))
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, "\n".join(lines) + "\n")
-    return len(lines)
-
-
-def _metadata(args: argparse.Namespace) -> int:
-    try:
-        count = write_metadata(args.corpus, args.out)
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"chordflow corpus metadata: {exc}", file=sys.stderr)
-        return 2
-    print(f"{args.out}: {count} tracks")
     return 0
