@@ -32,7 +32,7 @@ from model.metadata import load_track_metadata, tracks_of
 from model.network import FlowTransformer
 from model.path import CondOTPath
 from model.text import TextEncoder
-from pipeline.atomic import atomic_write_text
+from pipeline.atomic import atomic_write_text, remove_stale_temp_files
 from pipeline.reader import StageStore
 from stages.chords.vocab import Vocabulary
 from stages.latents.stats import NormalisationStats
@@ -92,6 +92,8 @@ class Trainer:
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         self.out_dir = Path(paths.out_dir)
+        if self.rank == 0 and self.out_dir.is_dir():
+            remove_stale_temp_files(self.out_dir)  # left by a run killed while writing a checkpoint
         self.stats = NormalisationStats.load(paths.stats)
         latents_store = StageStore(paths.latents)
         self.codec = {"name": latents_store.info.params["codec"], "options": latents_store.info.params.get(

@@ -175,7 +175,7 @@ class AudioReader:
         if source.frames_exact and start > info.frames:
             raise AudioError(path, f"offset {offset_s:.3f} s is past the end ({info.duration:.3f} s)", OUT_OF_RANGE)
         stop = None if duration_s is None else start + round(duration_s * rate)
-        context = round(RESAMPLE_CONTEXT_S * rate) if target_rate != rate else 0
+        context = resample_aligned(RESAMPLE_CONTEXT_S * rate, rate, target_rate) if target_rate != rate else 0
         read_start = max(0, start - context)
         read_stop = None if stop is None else stop + context
         if source.frames_exact:
@@ -236,6 +236,15 @@ def convert_channels(samples: np.ndarray, channels: int) -> np.ndarray:
     if samples.shape[0] == channels:
         return samples
     return (channel_matrix(samples.shape[0], channels) @ samples).astype(np.float32, copy=False)
+
+
+def resample_aligned(frames: float, rate_in: int, rate_out: int) -> int:
+    """``frames`` rounded up to a multiple of the frames that map to a whole number of output frames.
+
+    Cutting a resampled range at such a multiple keeps its samples on the output grid of the whole
+    file, so consecutive range reads join without a fractional-sample seam."""
+    step = rate_in // math.gcd(rate_in, rate_out)
+    return int(math.ceil(frames / step) * step)
 
 
 def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:

@@ -122,12 +122,59 @@ def _process_group(stage: FeatureExtractor, job: ShardJob, group: list[tuple[str
             errors.append(_track_error(track_id, path, exc, job.stage))
     items = [(samples, sr, TrackContext(tid, path, job.out_dir)) for tid, path, samples, sr in decoded]
     for (track_id, path, _, _), result in zip(decoded, stage.process_many(items)):
-        try:
-            if isinstance(result, Exception):
-                raise result
-            rows.append({"track_id": track_id, "path": path, **_checked(stage, result)})
-        except Exception as exc:
-            errors.append(_track_error(track_id, path, exc, job.stage))
+        _collect(stage, job, track_id, path, result, rows, errors)
+
+
+def _collect(stage: FeatureExtractor, job: ShardJob, track_id: str, path: str, result: Any, rows: list,
+             errors: list) -> None:
+    try:
+        if isinstance(result, Exception):
+            raise result
+        rows.append({"track_id": track_id, "path": path, **_checked(stage, result)})
+    except Exception as exc:
+        errors.append(_track_error(track_id, path, exc, job.stage))
+
+
+def audio_chunks(path: str, chunk_seconds: float, sample_rate: int | None, channels: int | None):
+    """(channels, n) chunks of ``chunk_seconds`` read one after another from an open file, and the rate.
+
+    The reader keeps its decoder and resampling context across chunks, so the chunks join without
+    seams; memory is bounded by one chunk."""
+    from pipeline.audio import open_audio
+
+    from pipeline.audio import resample_aligned
+
+    reader = open_audio(path)
+    native = reader.info.sample_rate
+    rate = sample_rate or native
+    # chunk edges on frames that resample to whole output frames: no fractional-sample seams
+    step = max(resample_aligned(chunk_seconds * native, native, rate), 1)
+
+    def chunks():
+        with reader:
+            first = 0
+            while True:
+                samples, _ = reader.read(first / native, step / native, sample_rate, channels)
+                if samples.shape[-1] == 0:
+                    return
+                yield samples
+                if samples.shape[-1] < round(step * rate / native):
+                    return
+                first += step
+
+    return chunks(), rate
+
+
+def _process_streamed(stage: FeatureExtractor, job: ShardJob, track_id: str, path: str, rows: list,
+                      errors: list) -> None:
+    """A long track through a streaming stage, one chunk in memory at a time."""
+    try:
+        chunks, rate = audio_chunks(os.path.join(job.root, path), stage.stream_chunk_seconds, stage.sample_rate,
+                                    stage.channels)
+        result: Any = stage.extract_stream(chunks, rate)
+    except Exception as exc:
+        result = exc
+    _collect(stage, job, track_id, path, result, rows, errors)
 
 
 def _too_long(track_id: str, path: str, seconds: float, limit: float, stage: str) -> TrackError:
@@ -152,8 +199,11 @@ def process_shard(job: ShardJob) -> ShardResult:
     rows: list[dict[str, Any]] = []
     errors: list[TrackError] = []
     tracks = []
+    streams = stage.stream_chunk_seconds
     for track_id, path, seconds in zip(spec.track_ids, spec.paths, spec.durations):
-        if job.max_track_seconds is not None and seconds > job.max_track_seconds:
+        if streams is not None and seconds > 2 * streams:  # bounded memory, whatever the length
+            _process_streamed(stage, job, track_id, path, rows, errors)
+        elif job.max_track_seconds is not None and seconds > job.max_track_seconds:
             errors.append(_too_long(track_id, path, seconds, job.max_track_seconds, job.stage))
         else:
             tracks.append((track_id, path))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -109,6 +109,15 @@ class FeatureExtractor(ABC):
             except Exception as exc:  # recorded per track by the runner
                 results.append(exc)
         return results
+
+    #: Seconds per chunk for stages that can process a track as a stream of chunks (bounded memory
+    #: on hours-long files); None = whole tracks only. Such stages implement :meth:`extract_stream`.
+    stream_chunk_seconds: ClassVar[float | None] = None
+
+    def extract_stream(self, chunks: Iterator[np.ndarray], sr: int) -> dict[str, Any]:
+        """Like :meth:`extract` over the concatenation of ``chunks`` ((channels, n) each), holding one
+        chunk at a time. Only for stages that set :attr:`stream_chunk_seconds`."""
+        raise NotImplementedError(f"stage {self.name} does not stream")
 
     @abstractmethod
     def extract(self, samples: np.ndarray, sr: int) -> dict[str, Any]:
