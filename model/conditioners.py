@@ -71,6 +71,30 @@ class Conditions:
                        melody=self.melody[:, start:stop])
 
 
+#: Per chord: which of the 12 pitch classes sound, and the bass pitch class (one-hot).
+CHORD_TEMPLATE_DIM = 24
+
+
+def chord_templates(labels: list[str]) -> torch.Tensor:
+    """(V, 24) pitch-class content + bass of every vocabulary label (N and unknown chords: zeros).
+
+    Fed next to the learned embedding, it lets chords share what they have in common (a Bb7 seen
+    rarely still shares its notes with Bb and Gm), which matters on a small training set."""
+    import mir_eval
+
+    from stages.chords.labels import to_harte
+
+    table = torch.zeros(len(labels), CHORD_TEMPLATE_DIM)
+    for index, label in enumerate(labels):
+        harte = to_harte(label)
+        if harte in ("N", "X"):
+            continue
+        root, bitmap, bass = mir_eval.chord.encode(harte)
+        table[index, :12] = torch.tensor([float(bitmap[(pc - root) % 12]) for pc in range(12)])
+        table[index, 12 + (root + bass) % 12] = 1.0
+    return table
+
+
 def keep_mask_from_flags(batch_size: int, **given: bool) -> torch.Tensor:
     """(B, 4) keep mask with the same flags for every example, e.g. ``chords=True, text=False``."""
     unknown = set(given) - set(CONDITION_NAMES)
@@ -92,7 +116,7 @@ def sample_keep_mask(batch_size: int, probabilities: dict[str, float], p_all: fl
 class TemporalConditioner(nn.Module):
     """Chords, drums and melody -> (B, T, C) per-frame features (masked), plus the 3 mask bits.
 
-    Chords: an embedding. Drums: the coarse latent averaged over ``drum_pool_frames`` (as JASCO,
+    Chords: a learned embedding (as JASCO) plus a projection of the chord's pitch classes and bass. Drums: the coarse latent averaged over ``drum_pool_frames`` (as JASCO,
     so the condition carries rhythm rather than timbre) then projected. Melody: a linear map of the
     53-bin matrix (a one-hot row picks one column, so it is an embedding of the pitch).
     """
@@ -100,13 +124,21 @@ class TemporalConditioner(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.chord_embedding = nn.Embedding(config.chord_vocab_size, config.chord_embed_dim)
+        # filled from the vocabulary by the trainer (set_chord_labels); saved with the weights
+        self.register_buffer("chord_template", torch.zeros(config.chord_vocab_size, CHORD_TEMPLATE_DIM))
+        self.chord_template_projection = nn.Linear(CHORD_TEMPLATE_DIM, config.chord_embed_dim, bias=False)
         self.drum_projection = nn.Linear(config.drum_dim, config.drum_embed_dim)
         self.melody_projection = nn.Linear(config.melody_bins, config.melody_embed_dim)
         self.drum_pool_frames = config.drum_pool_frames
         self.out_dim = config.chord_embed_dim + config.drum_embed_dim + config.melody_embed_dim + 3
 
+    def set_chord_labels(self, labels: list[str]) -> None:
+        """Fill the pitch-class templates from the vocabulary's labels (index order)."""
+        self.chord_template.copy_(chord_templates(labels))
+
     def forward(self, cond: Conditions) -> torch.Tensor:
-        chords = self.chord_embedding(cond.chords.clamp(min=0))
+        index = cond.chords.clamp(min=0)
+        chords = self.chord_embedding(index) + self.chord_template_projection(self.chord_template[index])
         drums = cond.drums
         if self.drum_pool_frames > 1:
             drums = F.avg_pool1d(drums.transpose(1, 2), self.drum_pool_frames, stride=1,

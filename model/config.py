@@ -137,6 +137,10 @@ class TrainConfig:
     log_every: int = 10
     eval_every: int = 100
     eval_batches: int = 2
+    #: Augmentation: transpose a crop (latents, chords, melody) by up to this many semitones, with
+    #: this probability (codecs with a frequency axis only, e.g. logspec_griffinlim; 0 = off).
+    transpose_semitones: int = 0
+    transpose_probability: float = 0.5
     #: Normalisation of latents: ``global`` (JASCO) or ``per_dim``.
     normalisation: str = "global"
     threads: int = 0          # torch intra-op threads; 0 = torch's default

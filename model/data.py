@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -94,7 +95,7 @@ class FeatureSource:
         frames = min(lat["latents"].shape[0], lat["drums_coarse"].shape[0], chords.shape[0], melody.shape[0])
         return Track(
             track_id=track_id,
-            latents=self.stats.normalise(lat["latents"][:frames], self.normalisation),
+            latents=np.asarray(lat["latents"][:frames], dtype=np.float32),  # raw: transposed before normalising
             drums=np.asarray(lat["drums_coarse"][:frames], dtype=np.float32),
             chords=np.asarray(chords[:frames], dtype=np.int64),
             melody=melody_matrix(np.asarray(melody[:frames], dtype=np.int64), self.melody_bins),
@@ -102,12 +103,60 @@ class FeatureSource:
         )
 
 
+def chord_transposition_table(labels: list[str], vocabulary) -> np.ndarray:
+    """(V, 12) index of every chord moved up by 0..11 semitones (N stays N; unknown -> UNK)."""
+    from stages.chords.labels import parse_chord, spell_chord
+
+    table = np.zeros((len(labels), 12), dtype=np.int64)
+    for index, label in enumerate(labels):
+        chord = parse_chord(label)
+        for k in range(12):
+            if chord is None:
+                table[index, k] = index
+            else:
+                moved = chord._replace(root=(chord.root + k) % 12,
+                                       bass=None if chord.bass is None else (chord.bass + k) % 12)
+                table[index, k] = vocabulary.encode(spell_chord(moved))
+    return table
+
+
+@dataclass(frozen=True)
+class Transposition:
+    """Training augmentation: shift latents, chords and melody by k semitones, |k| <= ``max_semitones``,
+    with probability ``probability`` (needs a codec whose latents have a frequency axis)."""
+
+    codec: Any
+    chord_table: np.ndarray
+    max_semitones: int
+    probability: float
+
+    def pick(self, rng: np.random.Generator) -> int:
+        if self.max_semitones <= 0 or rng.random() >= self.probability:
+            return 0
+        k = int(rng.integers(1, self.max_semitones + 1))
+        return k if rng.random() < 0.5 else -k
+
+    def apply(self, latents: np.ndarray, chords: np.ndarray, melody: np.ndarray, k: int):
+        if k == 0:
+            return latents, chords, melody
+        latents = self.codec.transpose(latents, k)
+        chords = self.chord_table[chords, k % 12]
+        shifted = np.zeros_like(melody)
+        if k > 0:
+            shifted[:, k:] = melody[:, :-k]
+        else:
+            shifted[:, :k] = melody[:, -k:]
+        return latents, chords, shifted  # notes moved past the 53-bin range become unvoiced
+
+
 class CropSampler:
     """Batches of random crops for step s, from this rank's current window of shards."""
 
     def __init__(self, source: FeatureSource, *, segment_frames: int, batch_size: int, seed: int,
-                 rank: int = 0, world: int = 1, shards_in_memory: int = 64, steps_per_window: int = 2000) -> None:
+                 rank: int = 0, world: int = 1, shards_in_memory: int = 64, steps_per_window: int = 2000,
+                 transposition: Transposition | None = None) -> None:
         self.source = source
+        self.transposition = transposition
         self.segment_frames = segment_frames
         self.batch_size = batch_size
         self.seed = seed
@@ -146,14 +195,24 @@ class CropSampler:
         rng = np.random.default_rng([self.seed, self.rank, step])
         weights = np.array([t.frames - self.segment_frames + 1 for t in self._tracks], dtype=np.float64)
         picks = rng.choice(len(self._tracks), size=self.batch_size, p=weights / weights.sum())
-        return self._crops([(self._tracks[i], int(rng.integers(0, self._tracks[i].frames - self.segment_frames + 1)))
-                            for i in picks])
+        items = [(self._tracks[i], int(rng.integers(0, self._tracks[i].frames - self.segment_frames + 1)))
+                 for i in picks]
+        shifts = [self.transposition.pick(rng) if self.transposition else 0 for _ in items]
+        return self._crops(items, shifts)
 
-    def _crops(self, items: list[tuple[Track, int]]) -> Batch:
+    def _crops(self, items: list[tuple[Track, int]], shifts: list[int]) -> Batch:
         n = self.segment_frames
-
-        def stack(name: str) -> torch.Tensor:
-            return torch.from_numpy(np.stack([getattr(t, name)[s: s + n] for t, s in items]))
-
-        return Batch(x1=stack("latents"), drums=stack("drums"), chords=stack("chords"), melody=stack("melody"),
-                     descriptions=[t.description for t, _ in items], track_ids=[t.track_id for t, _ in items])
+        latents, chords, melody = [], [], []
+        for (track, start), k in zip(items, shifts):
+            lat, ch, mel = track.latents[start: start + n], track.chords[start: start + n], track.melody[start: start + n]
+            if k:
+                lat, ch, mel = self.transposition.apply(lat, ch, mel, k)
+            latents.append(self.source.stats.normalise(lat, self.source.normalisation))
+            chords.append(ch)
+            melody.append(mel)
+        return Batch(x1=torch.from_numpy(np.stack(latents)), chords=torch.from_numpy(np.stack(chords)),
+                     melody=torch.from_numpy(np.stack(melody)),
+                     drums=torch.from_numpy(np.stack([t.drums[s: s + n] for t, s in items])),
+                     # a transposed crop no longer matches its description's key: its text is left out
+                     descriptions=[t.description if k == 0 else None for (t, _), k in zip(items, shifts)],
+                     track_ids=[t.track_id for t, _ in items])

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from model.conditioners import Conditions, keep_mask_from_flags, sample_keep_mask
 from model.config import ModelParams, TrainConfig, model_config_from_params
-from model.data import Batch, CropSampler, FeatureSource
+from model.data import Batch, CropSampler, FeatureSource, Transposition, chord_transposition_table
 from model.metadata import load_track_metadata, tracks_of
 from model.network import FlowTransformer
 from model.path import CondOTPath
@@ -116,10 +116,12 @@ class Trainer:
         self.segment_frames = max(k, int(round(cfg.segment_seconds * self.model_config.frame_rate)) // k * k)
         self.sampler = CropSampler(self.train_source, segment_frames=self.segment_frames, batch_size=cfg.batch_size,
                                    seed=cfg.seed, rank=self.rank, world=self.world,
-                                   shards_in_memory=cfg.shards_in_memory, steps_per_window=cfg.steps_per_window)
+                                   shards_in_memory=cfg.shards_in_memory, steps_per_window=cfg.steps_per_window,
+                                   transposition=self._transposition())
 
         torch.manual_seed(cfg.seed)  # same initial weights on every rank and every fresh run
         self.model = FlowTransformer(self.model_config).to(self.device)
+        self.model.temporal.set_chord_labels(self.vocabulary.labels)
         self.path = CondOTPath(self.model_config.sigma_min)
         self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate, betas=cfg.betas,
@@ -134,6 +136,16 @@ class Trainer:
         if self.world > 1:
             self.train_model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def _transposition(self) -> Transposition | None:
+        if self.cfg.transpose_semitones <= 0:
+            return None
+        from stages.latents.codec import make_codec
+
+        codec = make_codec(self.codec["name"], self.codec["options"])
+        codec.transpose(np.zeros((1, codec.dim), dtype=np.float32), 1)  # CodecError if it cannot
+        return Transposition(codec=codec, chord_table=chord_transposition_table(self.vocabulary.labels, self.vocabulary),
+                             max_semitones=self.cfg.transpose_semitones, probability=self.cfg.transpose_probability)
 
     def _init_distributed(self) -> torch.device:
         import torch.distributed as dist

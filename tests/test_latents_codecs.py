@@ -139,3 +139,18 @@ def test_logspec_round_trip_spectral_distance_is_small(codecs):
     wav = chord_tone(TRIADS["F"], 1.0, codec.sample_rate)
     noise = (0.05 * np.random.default_rng(4).standard_normal(len(wav))).astype(np.float32)
     assert multi_resolution_stft(wav, codec.decode(codec.encode(wav))) < 0.5 * multi_resolution_stft(wav, noise)
+
+
+@pytest.mark.parametrize("semitones", [2, -3, 5])
+def test_logspec_transpose_moves_the_chord(codecs, semitones):
+    codec = codecs["logspec_griffinlim"]
+    audio = chord_tone(TRIADS["C"], 2.0, codec.sample_rate)
+    decoded = codec.decode(codec.transpose(codec.encode(audio), semitones))
+    expected = sorted((pc + semitones) % 12 for pc in TRIADS["C"])
+    assert sorted(top_pitch_classes(decoded, codec.sample_rate, 3)) == expected
+
+
+def test_codecs_without_a_frequency_axis_refuse_to_transpose(codecs):
+    for name in ("encodec_32khz", "encodec_24khz"):
+        with pytest.raises(CodecError, match="no frequency axis"):
+            codecs[name].transpose(np.zeros((3, codecs[name].dim), dtype=np.float32), 1)

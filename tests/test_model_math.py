@@ -186,3 +186,13 @@ def test_multi_source_guidance_formula_in_one_forward_pass(w_all, w_txt):
     # branches with weight 0 are not computed
     assert generator.model.batch_sizes == [2 * sum(1 for w in weights.values() if w != 0)]
     assert math.isclose(sum(weights.values()), 1.0)
+
+
+def test_chord_templates_hold_pitch_classes_and_bass():
+    from model.conditioners import chord_templates
+
+    table = chord_templates(["N", "C", "Am7", "D/F#", "UNK"])
+    assert table[0].sum() == 0 and table[4].sum() == 0
+    assert torch.nonzero(table[1, :12]).flatten().tolist() == [0, 4, 7] and table[1, 12:].argmax() == 0
+    assert torch.nonzero(table[2, :12]).flatten().tolist() == [0, 4, 7, 9] and table[2, 12:].argmax() == 9
+    assert torch.nonzero(table[3, :12]).flatten().tolist() == [2, 6, 9] and table[3, 12:].argmax() == 6

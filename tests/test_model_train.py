@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = ModelParams(dim=32, layers=2, heads=2, frames_per_token=2, chord_embed_dim=8, melody_embed_dim=8,
                          drum_embed_dim=8)
 TINY_TRAIN = TrainConfig(steps=8, batch_size=4, segment_seconds=1.0, warmup_steps=2, checkpoint_every=100,
-                         eval_every=4, eval_batches=1, log_every=1, normalisation="per_dim", seed=3)
+                         eval_every=4, eval_batches=1, log_every=1, normalisation="per_dim", seed=3,
+                         transpose_semitones=3, transpose_probability=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +177,48 @@ def test_training_runs_as_a_slurm_job(tiny, tmp_path, slurm_cluster):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "submitted SLURM job" in proc.stderr
     assert json.loads((out / "train.json").read_text())["steps"] == 4
+
+
+def test_shard_windows_split_by_rank_and_cycle_through_every_shard():
+    from types import SimpleNamespace
+
+    from model.data import CropSampler
+
+    source = SimpleNamespace(shards=[[f"t{i}"] for i in range(10)])
+    ranks = [CropSampler(source, segment_frames=10, batch_size=2, seed=5, rank=r, world=2, shards_in_memory=2,
+                         steps_per_window=100) for r in range(2)]
+    assert set(ranks[0].my_shards).isdisjoint(ranks[1].my_shards)
+    assert sorted(ranks[0].my_shards + ranks[1].my_shards) == list(range(10))
+    for sampler in ranks:
+        windows = [sampler.window_shards(step) for step in range(0, 300, 100)]
+        assert all(len(w) == 2 for w in windows) and windows[0] == sampler.window_shards(99)
+        assert set().union(*windows) == set(sampler.my_shards)  # 5 shards, windows of 2: all seen in 3 windows
+    again = CropSampler(source, segment_frames=10, batch_size=2, seed=5, rank=0, world=2, shards_in_memory=2,
+                        steps_per_window=100)
+    assert [again.window_shards(s) for s in (0, 150, 250)] == [ranks[0].window_shards(s) for s in (0, 150, 250)]
+
+
+def test_transposition_moves_latents_chords_and_melody_together(tiny, tmp_path):
+    from model.data import Transposition, chord_transposition_table
+    from stages.chords.vocab import Vocabulary
+    from stages.latents.codec import make_codec
+    from model_helpers import TINY_CODEC
+
+    vocabulary = Vocabulary.jasco()
+    codec = make_codec("logspec_griffinlim", TINY_CODEC)
+    shift = Transposition(codec, chord_transposition_table(vocabulary.labels, vocabulary), 5, 1.0)
+    latents = np.random.default_rng(0).standard_normal((4, codec.dim)).astype(np.float32)
+    chords = np.array([vocabulary.encode(c) for c in ("C", "Am7", "N", "G/B")])
+    melody = np.zeros((4, 53), dtype=np.float32)
+    melody[np.arange(4), [0, 10, 50, 52]] = 1
+    moved_latents, moved_chords, moved_melody = shift.apply(latents, chords, melody, 2)
+    assert [vocabulary.decode(int(c)) for c in moved_chords] == ["D", "Bm7", "N", "A/C#"]
+    assert moved_melody.argmax(1).tolist()[:3] == [2, 12, 52] and moved_melody[3].sum() == 0  # off the top
+    assert np.array_equal(moved_latents, codec.transpose(latents, 2))
+    rng = np.random.default_rng(1)
+    picks = [shift.pick(rng) for _ in range(200)]
+    assert 0 not in picks and max(picks) == 5 and min(picks) == -5
+    trainer = Trainer(paths_for(tiny, tmp_path), TINY_MODEL, TINY_TRAIN)
+    descriptions = [d for step in range(6) for d in trainer.sampler.batch(step).descriptions]
+    # every tiny track has a description; a transposed crop leaves its (now wrong-key) text out
+    assert 0 < sum(d is None for d in descriptions) < len(descriptions)

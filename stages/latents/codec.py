@@ -69,6 +69,12 @@ class Codec(ABC):
     def coarse(self, latents: np.ndarray) -> np.ndarray:
         """(T, dim) latents -> (T, coarse_dim) float32 low-information view (drum condition)."""
 
+    def transpose(self, latents: np.ndarray, semitones: int) -> np.ndarray:
+        """(T, dim) latents of the same audio shifted by ``semitones`` (training augmentation).
+
+        Only codecs whose channels are a frequency axis can do this; others raise CodecError."""
+        raise CodecError(f"{self.name}: latents have no frequency axis; cannot transpose them")
+
     def _check_wav(self, wav: np.ndarray) -> np.ndarray:
         wav = np.asarray(wav, dtype=np.float32)
         if wav.ndim != 1:

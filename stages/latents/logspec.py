@@ -97,3 +97,18 @@ class LogSpecGriffinLim(Codec):
 
     def coarse(self, latents: np.ndarray) -> np.ndarray:
         return pool_bands(self._check_latents(latents), self.config.coarse_pool)
+
+    def transpose(self, latents: np.ndarray, semitones: int) -> np.ndarray:
+        """Move every band's log-magnitude to the band ``semitones`` away (linear interpolation on
+        log-frequency between band centres; bands with no source take the silence floor)."""
+        latents = self._check_latents(latents)
+        if semitones == 0:
+            return latents
+        position = np.log2(self.centres_hz)
+        source = position - semitones / 12.0  # where each band's new content comes from
+        index = np.clip(np.searchsorted(position, source) - 1, 0, len(position) - 2)
+        weight = np.clip((source - position[index]) / (position[index + 1] - position[index]), 0.0, 1.0)
+        out = latents[:, index] * (1 - weight) + latents[:, index + 1] * weight
+        outside = (source < position[0]) | (source > position[-1])
+        out[:, outside] = np.float32(np.log(LOG_FLOOR))
+        return out.astype(np.float32)
