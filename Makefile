@@ -15,7 +15,7 @@ ifneq ($(wildcard ../shared/weights/deepsalience/multif0.h5),)
 export CHORDFLOW_DEEPSALIENCE_WEIGHTS ?= $(abspath ../shared/weights/deepsalience)
 endif
 
-.PHONY: install demo test test-fast slurm-up slurm-down bench clean-demo
+.PHONY: install demo test test-fast slurm-up slurm-down bench bench-report clean-demo
 
 install:
 	scripts/install.sh
@@ -41,6 +41,11 @@ slurm-down:
 # Every benchmark prints a markdown table (and writes JSON where it takes --json).
 bench: install
 	for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# One benchmark report in bench/report/ (README.md + PNGs + planning.md) from every bench/bench_*.py at
+# quick settings, ~15 min on 2 cores; starts the local SLURM cluster for the executor figures if it is down.
+bench-report: install
+	$(BIN)/python bench/report.py --out bench/report --start-slurm $(BENCH_REPORT_ARGS)
 
 clean-demo:
 	rm -rf data/corpus manifests/demo.parquet manifests/demo.rejects.parquet

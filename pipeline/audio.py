@@ -300,3 +300,29 @@ def _check_request(sample_rate: int | None, channels: int | None, offset_s: floa
         raise ValueError(f"offset_s must be a finite number >= 0, got {offset_s!r}")
     if duration_s is not None and (not math.isfinite(duration_s) or duration_s < 0):
         raise ValueError(f"duration_s must be a finite number >= 0 or None, got {duration_s!r}")
+
+
+def audio_chunks(path: str, chunk_seconds: float, sample_rate: int | None, channels: int | None):
+    """(channels, n) chunks of ``chunk_seconds`` read one after another from an open file, and the rate.
+
+    The reader keeps its decoder and resampling context across chunks, so the chunks join without
+    seams; memory is bounded by one chunk."""
+    reader = open_audio(path)
+    native = reader.info.sample_rate
+    rate = sample_rate or native
+    # chunk edges on frames that resample to whole output frames: no fractional-sample seams
+    step = max(resample_aligned(chunk_seconds * native, native, rate), 1)
+
+    def chunks():
+        with reader:
+            first = 0
+            while True:
+                samples, _ = reader.read(first / native, step / native, sample_rate, channels)
+                if samples.shape[-1] == 0:
+                    return
+                yield samples
+                if samples.shape[-1] < round(step * rate / native):
+                    return
+                first += step
+
+    return chunks(), rate

@@ -41,6 +41,7 @@ class SlurmConfig:
     gpus_per_node: int = 0
     mem_gb: float = 4.0
     array_parallelism: int = 16  # array tasks running at once
+    max_array_size: int = 1000  # tasks per job array (SLURM's MaxArraySize is 1001 by default); more -> several arrays
     max_num_timeout: int = 3  # requeues after timeout/preemption before the task fails
     poll_interval_s: float = 1.0  # how often waiting futures look for their result file
     sacct_interval_s: float = 10.0  # how often job states are asked from sacct while waiting
@@ -311,7 +312,9 @@ class SlurmExecutor(Executor):
         items = list(items)
         if not items:
             return []
-        jobs = self._submitit.map_array(_RequeueableCall(fn), items)
+        size = max(1, self.config.max_array_size)
+        jobs = [job for first in range(0, len(items), size)  # one array per max_array_size tasks
+                for job in self._submitit.map_array(_RequeueableCall(fn), items[first: first + size])]
         return [SlurmFuture(job, self) for job in jobs]
 
     def refresh_states(self, force: bool = False) -> None:

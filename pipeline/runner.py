@@ -135,40 +135,12 @@ def _collect(stage: FeatureExtractor, job: ShardJob, track_id: str, path: str, r
         errors.append(_track_error(track_id, path, exc, job.stage))
 
 
-def audio_chunks(path: str, chunk_seconds: float, sample_rate: int | None, channels: int | None):
-    """(channels, n) chunks of ``chunk_seconds`` read one after another from an open file, and the rate.
-
-    The reader keeps its decoder and resampling context across chunks, so the chunks join without
-    seams; memory is bounded by one chunk."""
-    from pipeline.audio import open_audio
-
-    from pipeline.audio import resample_aligned
-
-    reader = open_audio(path)
-    native = reader.info.sample_rate
-    rate = sample_rate or native
-    # chunk edges on frames that resample to whole output frames: no fractional-sample seams
-    step = max(resample_aligned(chunk_seconds * native, native, rate), 1)
-
-    def chunks():
-        with reader:
-            first = 0
-            while True:
-                samples, _ = reader.read(first / native, step / native, sample_rate, channels)
-                if samples.shape[-1] == 0:
-                    return
-                yield samples
-                if samples.shape[-1] < round(step * rate / native):
-                    return
-                first += step
-
-    return chunks(), rate
-
-
 def _process_streamed(stage: FeatureExtractor, job: ShardJob, track_id: str, path: str, rows: list,
                       errors: list) -> None:
     """A long track through a streaming stage, one chunk in memory at a time."""
     try:
+        from pipeline.audio import audio_chunks
+
         chunks, rate = audio_chunks(os.path.join(job.root, path), stage.stream_chunk_seconds, stage.sample_rate,
                                     stage.channels)
         result: Any = stage.extract_stream(chunks, rate)

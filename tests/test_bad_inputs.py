@@ -16,7 +16,6 @@ import builtins
 import errno
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 

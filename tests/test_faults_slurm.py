@@ -36,7 +36,6 @@ from tests.fault_helpers import (
     HOLD_ENV,
     MARKER_DIR_ENV,
     REPO_ROOT,
-    RUN_TIMEOUT_S,
     KillPoint,
     assert_matches_reference,
     assert_visible_shards_whole,

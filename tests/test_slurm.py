@@ -91,6 +91,14 @@ def test_array_of_four_returns_results_in_order(executor: SlurmExecutor) -> None
 
 
 @pytest.mark.timeout(WAIT_S)
+def test_more_tasks_than_max_array_size_go_in_several_arrays(slurm_cluster, tmp_path: Path) -> None:
+    with make_executor(tmp_path / "submitit", max_array_size=2) as slurm:
+        futures = slurm.map(square_or_fail, [0, 1, 3, 4, 5])
+        assert len({f.job_id.split("_")[0] for f in futures}) == 3  # arrays of 2, 2 and 1 tasks
+        assert [f.result(timeout=WAIT_S) for f in futures] == [0, 1, 9, 16, 25]
+
+
+@pytest.mark.timeout(WAIT_S)
 def test_failing_task_names_job_and_logs_and_keeps_others(executor: SlurmExecutor) -> None:
     futures = executor.map(square_or_fail, [0, 1, 2, 3])
     with pytest.raises(ExecutorTaskError) as caught:

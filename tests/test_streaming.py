@@ -9,7 +9,8 @@ import soundfile as sf
 from pipeline.manifest import build_manifest, write_manifest
 from pipeline.planning import ShardingConfig
 from pipeline.reader import StageStore
-from pipeline.runner import audio_chunks, run_stage
+from pipeline.audio import audio_chunks
+from pipeline.runner import run_stage
 from stages.loudness import LoudnessConfig, LoudnessExtractor
 
 
