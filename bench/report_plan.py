@@ -103,7 +103,7 @@ def plan_markdown(plan: dict[str, Any]) -> list[str]:
         f"stage's shard under {plan['max_shard_work_s'] / 60:.0f} min of work (what a killed or preempted task "
         "redoes). Cheap stages show a larger overhead share of their own (small) cost.",
         f"- **Tasks**: {plan['shards_per_stage']:,} shards = {plan['shards_per_stage']:,} SLURM array tasks per stage "
-        "(`chordflow <stage> extract --executor slurm`: one array per stage run, one task per shard, "
+        "(`chordflow <stage> extract --executor slurm`: one task per shard, in job arrays of up to `executor.slurm.max_array_size`, "
         "`executor.slurm.array_parallelism` running at once, `cpus_per_task: 1`; `melody.threads: 0` uses the "
         "task's CPUs).",
     ]
