@@ -18,6 +18,7 @@ import torch
 
 from pipeline.reader import StageStore
 from stages.latents.stats import NormalisationStats
+from stages.melody.jasco import one_hot
 
 FEATURE_STAGES: tuple[str, ...] = ("latents", "chords", "melody")
 
@@ -52,14 +53,6 @@ class Batch:
     melody: torch.Tensor
     descriptions: list[str | None]
     track_ids: list[str]
-
-
-def melody_matrix(index: np.ndarray, bins: int) -> np.ndarray:
-    """(T,) melody indices (-1 unvoiced) -> (T, bins) one-hot float32 (unvoiced rows all zero)."""
-    out = np.zeros((index.shape[0], bins), dtype=np.float32)
-    voiced = index >= 0
-    out[np.nonzero(voiced)[0], index[voiced]] = 1.0
-    return out
 
 
 class FeatureSource:
@@ -98,7 +91,7 @@ class FeatureSource:
             latents=np.asarray(lat["latents"][:frames], dtype=np.float32),  # raw: transposed before normalising
             drums=np.asarray(lat["drums_coarse"][:frames], dtype=np.float32),
             chords=np.asarray(chords[:frames], dtype=np.int64),
-            melody=melody_matrix(np.asarray(melody[:frames], dtype=np.int64), self.melody_bins),
+            melody=one_hot(np.asarray(melody[:frames], dtype=np.int64), self.melody_bins),
             description=self.descriptions.get(track_id),
         )
 

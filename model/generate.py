@@ -122,14 +122,14 @@ class ControlLoader:
         from pipeline.config import load_config
         from stages.melody.config import MelodyConfig
         from stages.melody.extractor import MelodyExtractor
-        from model.data import melody_matrix
+        from stages.melody.jasco import one_hot
 
         if self._melody is None:
             self._melody = MelodyExtractor(load_config(MelodyConfig, self.params.get("melody"), where="melody"))
         stage = self._melody
         samples, _ = load_audio(path, sample_rate=stage.sample_rate, channels=stage.channels)
         index = stage.extract(samples, stage.sample_rate)["melody_index"]
-        return melody_matrix(np.asarray(index, dtype=np.int64), 53)
+        return one_hot(np.asarray(index, dtype=np.int64))
 
 
 def loudness_normalise(audio: np.ndarray, sample_rate: int, target_lufs: float) -> np.ndarray:

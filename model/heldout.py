@@ -21,13 +21,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from model.data import melody_matrix
 from model.generate import REPORT_FORMAT, loudness_normalise, write_wav
 from model.metadata import load_track_metadata, tracks_of
 from pipeline.atomic import atomic_path, atomic_write_text
 from pipeline.reader import StageStore
 from stages.latents.codec import Codec
-from stages.melody.constants import JASCO_N_SEMITONES
+from stages.melody.jasco import one_hot
 
 GROUPS: dict[str, dict[str, bool]] = {
     "chords_given": {"chords": True, "melody": False, "drums": False},
@@ -66,7 +65,7 @@ def build_heldout(*, manifest: str, metadata: str, chords_dir: str, melody_dir: 
     meta = load_track_metadata(manifest, metadata)
     chords, melody, drums = StageStore(chords_dir), StageStore(melody_dir), StageStore(drums_dir)
     ids = [t for t in tracks_of(meta, splits) if t in chords and t in melody and t in drums]
-    ids = [t for t in ids if _duration(meta[t].path) >= seconds]
+    ids = [t for t in ids if meta[t].duration >= seconds]
     if limit:
         ids = ids[:limit]
     if not ids:
@@ -80,7 +79,7 @@ def build_heldout(*, manifest: str, metadata: str, chords_dir: str, melody_dir: 
         melody_rel = f"melody/{name}.npy"
         (out_dir / "melody").mkdir(parents=True, exist_ok=True)
         with atomic_path(out_dir / melody_rel) as temp, open(temp, "wb") as handle:
-            np.save(handle, melody_matrix(index, JASCO_N_SEMITONES))
+            np.save(handle, one_hot(index))
         stem = (Path(drums_dir) / drums.get(tid)["stem_path"]).resolve()
         drums_rel = os.path.relpath(stem, out_dir)
         for group, given in GROUPS.items():
@@ -104,8 +103,3 @@ def build_heldout(*, manifest: str, metadata: str, chords_dir: str, melody_dir: 
     atomic_write_text(out_dir / "ceiling" / "report.json", json.dumps(report, indent=1) + "\n")
     return {"tracks": len(ids), "prompts": len(prompts), "seconds": seconds}
 
-
-def _duration(path: str) -> float:
-    from pipeline.audio import probe_audio
-
-    return float(probe_audio(path).duration)

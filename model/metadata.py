@@ -26,6 +26,7 @@ class MetadataError(ValueError):
 class TrackMeta:
     track_id: str
     path: str
+    duration: float = 0.0
     split: str = "train"
     description: str | None = None
 
@@ -38,6 +39,7 @@ def load_track_metadata(manifest_path: str | Path, metadata_path: str | Path | N
     """track_id -> :class:`TrackMeta` for every track of the manifest."""
     table = read_manifest(manifest_path)
     ids, paths = table.column("track_id").to_pylist(), table.column("path").to_pylist()
+    durations = table.column("duration").to_pylist()
     by_path = {_key(p): tid for tid, p in zip(ids, paths)}
     known = set(ids)
     entries: dict[str, dict] = {}
@@ -61,7 +63,8 @@ def load_track_metadata(manifest_path: str | Path, metadata_path: str | Path | N
             if split not in SPLITS:
                 raise MetadataError(f"{metadata_path}:{number}: split {split!r} is not one of {SPLITS}")
             entries[tid] = {"split": split, "description": row.get("description") or None}
-    return {tid: TrackMeta(track_id=tid, path=p, **entries.get(tid, {})) for tid, p in zip(ids, paths)}
+    return {tid: TrackMeta(track_id=tid, path=p, duration=float(d), **entries.get(tid, {}))
+            for tid, p, d in zip(ids, paths, durations)}
 
 
 def tracks_of(metadata: dict[str, TrackMeta], splits: str | tuple[str, ...]) -> list[str]:

@@ -24,7 +24,6 @@ from tqdm.auto import tqdm
 from model.checkpoint import load_checkpoint, model_from_checkpoint
 from model.conditioners import Conditions
 from model.config import CONDITION_NAMES, GenerateConfig, TextConfig
-from model.data import melody_matrix
 from model.path import CondOTPath
 from model.solver import solve
 from model.text import TextEncoder
@@ -33,6 +32,7 @@ from stages.chords.frames import timeline_to_frames
 from stages.chords.vocab import Vocabulary
 from stages.latents.codec import Codec, make_codec
 from stages.latents.stats import NormalisationStats
+from stages.melody.jasco import melody_index, one_hot
 
 Timeline = Sequence[tuple[str, float]]
 
@@ -150,9 +150,8 @@ class MusicGenerator:
             matrix = matrix.T
         if matrix.shape[1] != bins:
             raise GenerationError(f"melody_salience_matrix: expected {bins} pitch bins, got shape {matrix.shape}")
-        index = np.where(matrix.max(axis=1) > 0, matrix.argmax(axis=1), -1)
         out = np.zeros((n_frames, bins), dtype=np.float32)
-        rows = melody_matrix(index[:n_frames], bins)
+        rows = one_hot(melody_index(matrix)[:n_frames].astype(np.int64), bins)
         out[: len(rows)] = rows
         return out
 
