@@ -92,8 +92,12 @@ def run_kill_trials(setup: StageSetup, trials: int, seed: int, victim=None) -> l
     return lines
 
 
+#: What a worker-kill trial reports when the run ended before any worker could be killed.
+NO_WORKER_KILLED = "no worker killed (the run ended first)"
+
+
 def live_kills(lines: list[str]) -> int:
-    return sum("live=True" in line for line in lines)
+    return sum("live=True" in line and NO_WORKER_KILLED not in line for line in lines)
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +125,13 @@ def kill_one_dask_worker(proc) -> str:
     """SIGKILL one of the LocalCluster's worker processes (its nanny starts a new one)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        workers = [child for child in psutil.Process(proc.pid).children(recursive=True)
-                   if "spawn_main" in " ".join(_cmdline(child))]
+        if proc.poll() is not None:  # the run finished its last shards before a worker was found
+            return NO_WORKER_KILLED
+        try:
+            children = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return NO_WORKER_KILLED
+        workers = [child for child in children if "spawn_main" in " ".join(_cmdline(child))]
         if workers:
             victim = random.Random(proc.pid).choice(workers)
             victim.kill()
