@@ -1,8 +1,8 @@
 """Sampling time for 10 s of audio at several model-call budgets, and the chord adherence at each.
 
     python bench/bench_sampling.py [--checkpoint models/demo/checkpoint.pt]
-        [--prompts outputs/heldout/prompts.jsonl] [--group chords_given] [--limit 12]
-        [--budgets 8,16,32,100] [--no-dopri5] [--ceiling outputs/heldout/ceiling/report.json]
+        [--prompts data/heldout/prompts.jsonl] [--group chords_given] [--limit 12]
+        [--budgets 8,16,32,100] [--no-dopri5] [--ceiling data/heldout/ceiling/report.json]
         [--params params.yaml] [--keep DIR] [--json OUT]
 
 For each budget the ``--group`` prompts (the first ``--limit``) are generated with the product's
@@ -36,8 +36,8 @@ from pipeline.atomic import atomic_write_text  # noqa: E402
 from pipeline.config import load_section, read_params  # noqa: E402
 
 DEFAULT_CHECKPOINT = "models/demo/checkpoint.pt"  # what `dvc repro` trains
-DEFAULT_PROMPTS = "outputs/heldout/prompts.jsonl"
-DEFAULT_CEILING = "outputs/heldout/ceiling/report.json"
+DEFAULT_PROMPTS = "data/heldout/prompts.jsonl"  # what `dvc repro` writes (stage heldout)
+DEFAULT_CEILING = "data/heldout/ceiling/report.json"
 DEFAULT_GROUP = "chords_given"
 DEFAULT_LIMIT = 12
 DEFAULT_BUDGETS = "8,16,32,100"

@@ -62,6 +62,9 @@ class ModelParams:
     drum_embed_dim: int = 64
     #: JASCO averages the coarse drum latent over ~3 frames before projecting it.
     drum_pool_frames: int = 3
+    #: Add a projection of the temporal conditions to the input of every block, not only the first
+    #: (JASCO feeds them once, at the input; a small model then follows chords less closely).
+    condition_every_layer: bool = False
     sigma_min: float = 1e-5
     dropout: DropoutConfig = field(default_factory=DropoutConfig)
     text: TextConfig = field(default_factory=TextConfig)
@@ -85,6 +88,7 @@ class ModelConfig:
     melody_embed_dim: int = 64
     drum_embed_dim: int = 64
     drum_pool_frames: int = 3
+    condition_every_layer: bool = False
     frame_rate: float = LATENT_FRAME_RATE
     sigma_min: float = 1e-5
 
@@ -112,7 +116,8 @@ def model_config_from_params(params: ModelParams, *, latent_dim: int, drum_dim: 
         chord_vocab_size=chord_vocab_size, mlp_ratio=params.mlp_ratio,
         frames_per_token=params.frames_per_token, chord_embed_dim=params.chord_embed_dim,
         melody_embed_dim=params.melody_embed_dim, drum_embed_dim=params.drum_embed_dim,
-        drum_pool_frames=params.drum_pool_frames, sigma_min=params.sigma_min, **size)
+        drum_pool_frames=params.drum_pool_frames, condition_every_layer=params.condition_every_layer,
+        sigma_min=params.sigma_min, **size)
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,9 @@ class GenerateConfig:
 
     cfg_coef_all: float = 5.0
     cfg_coef_txt: float = 0.0
+    #: Flow times (0 = noise, 1 = data) where the guidance mix applies; outside it the plain
+    #: conditional velocity v(all) is used (one branch, so those steps are also cheaper).
+    guidance_interval: tuple[float, float] = (0.0, 1.0)
     solver: str = "euler"       # euler | midpoint | heun2 | rk4 | dopri5
     steps: int = 16             # fixed-step solvers; dopri5 uses the tolerances
     atol: float = 1e-4
@@ -167,3 +175,8 @@ class GenerateConfig:
     loudness_lufs: float = -16.0
     use_ema: bool = True
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        start, stop = self.guidance_interval
+        if not 0.0 <= start <= stop <= 1.0:
+            raise ValueError(f"generate.guidance_interval: need 0 <= start <= stop <= 1, got {self.guidance_interval}")

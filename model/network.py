@@ -2,9 +2,11 @@
 
 Input per frame: the noisy latent concatenated with the temporal conditions (chords, drums,
 melody and their mask bits); ``frames_per_token`` frames are stacked into one token, projected to
-the model width. Each block: self-attention with rotary positions (relative, so pieces longer than
-the training crops work), cross-attention to the text tokens, an MLP; the flow time t modulates
-every layer norm (adaptive LayerNorm, zero-initialised gates so training starts from identity).
+the model width. With ``condition_every_layer`` the stacked conditions are also projected and added
+at the input of every later block (a 4-layer model then follows chords more closely). Each block:
+self-attention with rotary positions (relative, so pieces longer than the training crops work),
+cross-attention to the text tokens, an MLP; the flow time t modulates every layer norm (adaptive
+LayerNorm, zero-initialised gates so training starts from identity).
 """
 
 from __future__ import annotations
@@ -100,6 +102,14 @@ class FlowTransformer(nn.Module):
         self.input_projection = nn.Linear(k * (config.latent_dim + self.temporal.out_dim), config.dim)
         self.time_mlp = nn.Sequential(nn.Linear(config.dim, config.dim), nn.SiLU(), nn.Linear(config.dim, config.dim))
         self.blocks = nn.ModuleList(Block(config.dim, config.heads, config.mlp_ratio) for _ in range(config.layers))
+        # Optional: the conditions again at the input of every later block (zero-initialised, so
+        # training starts from the JASCO layout and learns how much each depth needs them).
+        self.block_conditions = nn.ModuleList(
+            nn.Linear(k * self.temporal.out_dim, config.dim) for _ in range(config.layers - 1)
+        ) if config.condition_every_layer else nn.ModuleList()
+        for layer in self.block_conditions:
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
         self.final_norm = nn.LayerNorm(config.dim, elementwise_affine=False)
         self.final_modulation = nn.Linear(config.dim, 2 * config.dim)
         self.output_projection = nn.Linear(config.dim, k * config.latent_dim)
@@ -114,12 +124,17 @@ class FlowTransformer(nn.Module):
         pad = (-frames) % k  # stack k frames per token; pad the tail and crop it again at the end
         if pad:
             features = F.pad(features, (0, 0, 0, pad))
-        tokens = self.input_projection(features.reshape(batch, (frames + pad) // k, -1))
+        features = features.reshape(batch, (frames + pad) // k, k, -1)
+        tokens = self.input_projection(features.flatten(2))
+        # per token: the k frames' condition channels (latent channels dropped), (B, T/k, k * C_cond)
+        condition_tokens = features[..., latent_dim:].flatten(2) if len(self.block_conditions) else None
         time = self.time_mlp(timestep_embedding(t.expand(batch) if t.dim() == 0 else t, self.config.dim).to(x.dtype))
         rope = rotary_tables(tokens.shape[1], self.config.dim // self.config.heads, x.device)
         text, attendable = self.text(cond)
         text = text.to(x.dtype)
-        for block in self.blocks:
+        for index, block in enumerate(self.blocks):
+            if index and condition_tokens is not None:
+                tokens = tokens + self.block_conditions[index - 1](condition_tokens)
             tokens = block(tokens, time, rope, text, attendable)
         shift, scale = self.final_modulation(time).unsqueeze(1).chunk(2, dim=-1)
         out = self.output_projection(self.final_norm(tokens) * (1 + scale) + shift)

@@ -6,7 +6,8 @@
 
 Multi-source classifier-free guidance, batched in one forward pass per solver step:
     v = w_all * v(all given) + w_txt * v(text only) + (1 - w_all - w_txt) * v(none)
-(the text-only branch is skipped when w_txt = 0). Pieces longer than ``window_seconds`` are
+(the text-only branch is skipped when w_txt = 0), at flow times inside ``guidance_interval``; outside
+it the plain conditional velocity v(all) is used. Pieces longer than ``window_seconds`` are
 continued window by window: each new window's first ``overlap_seconds`` are pinned to the previous
 window's result by giving those frames the exact velocity of their straight OT path (x1 known),
 which every solver then integrates exactly, so the model sees consistent context.
@@ -165,8 +166,11 @@ class MusicGenerator:
         branches = [(name, keep) for name, keep in branches if w[name] != 0.0]
         stacked = Conditions.cat([cond.with_keep(keep) for _, keep in branches])
         n = len(branches)
+        start, stop = self.params.guidance_interval
 
         def velocity(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+            if not start <= float(t) <= stop:
+                return self.model(x, t.expand(x.shape[0]), cond)
             times = t.expand(x.shape[0] * n)
             out = self.model(x.repeat(n, 1, 1), times, stacked).chunk(n)
             return sum(w[name] * v for (name, _), v in zip(branches, out))

@@ -206,6 +206,10 @@ class Trainer:
         if self.rank != 0:
             return
         save_checkpoint(self.out_dir / CHECKPOINT_NAME, self.checkpoint_payload())
+        self.write_loss_files()
+
+    def write_loss_files(self) -> None:
+        """The DVC plots files, from the loss history (which the checkpoint also holds)."""
         rows = ["step\tloss"] + [f"{i}\t{loss:.6f}" for i, loss in enumerate(self.losses)]
         atomic_write_text(self.out_dir / "losses.tsv", "\n".join(rows) + "\n")
         keys = ["step", "all", "no_chords", "none"]
@@ -289,6 +293,8 @@ class Trainer:
             if self.step % self.cfg.checkpoint_every == 0 or self.step == end:
                 self.save()
         bar.close()
+        if self.step == first_step and self.rank == 0:
+            self.write_loss_files()  # a finished run resumed: its plots files come back from the checkpoint
         elapsed = time.perf_counter() - started
         steps_done = self.step - first_step
         summary = {

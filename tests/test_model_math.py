@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -29,10 +30,10 @@ def random_conditions(batch: int, frames: int, config: ModelConfig = TINY, seed:
         keep=torch.ones(batch, len(CONDITION_NAMES), dtype=torch.bool))
 
 
-def randomised_network(seed: int = 0) -> FlowTransformer:
+def randomised_network(seed: int = 0, config: ModelConfig = TINY) -> FlowTransformer:
     """The network with every weight random (the zero-initialised gates would hide the conditions)."""
     torch.manual_seed(seed)
-    net = FlowTransformer(TINY)
+    net = FlowTransformer(config)
     with torch.no_grad():
         for p in net.parameters():
             p.copy_(torch.randn_like(p) * 0.2)
@@ -141,6 +142,29 @@ def test_network_shapes_for_frame_counts_not_divisible_by_stacking():
         assert out.shape == (3, frames, TINY.latent_dim)
 
 
+def test_conditions_at_every_layer_start_as_the_input_only_layout_and_reach_later_blocks():
+    every = dataclasses.replace(TINY, layers=3, condition_every_layer=True)
+    x, t, cond = torch.randn(2, 8, TINY.latent_dim), torch.rand(2), random_conditions(2, 8, seed=4)
+    torch.manual_seed(0)
+    fresh_every = FlowTransformer(every)
+    fresh_input_only = FlowTransformer(dataclasses.replace(every, condition_every_layer=False))
+    missing, unexpected = fresh_input_only.load_state_dict(fresh_every.state_dict(), strict=False)
+    assert not missing and unexpected and all(k.startswith("block_conditions.") for k in unexpected)
+    with torch.no_grad():  # zero-initialised extra projections: the same function as JASCO's layout
+        assert torch.equal(fresh_every(x, t, cond), fresh_input_only(x, t, cond))
+
+    other_chords = Conditions(**{**cond.__dict__, "chords": torch.roll(cond.chords, 3, dims=1)})
+    condition_channels = slice(TINY.latent_dim, None)
+    for config, reaches in ((every, True), (dataclasses.replace(every, condition_every_layer=False), False)):
+        net = randomised_network(config=config)
+        with torch.no_grad():
+            # cut the input projection's condition columns: only the per-block path is left
+            weight = net.input_projection.weight.view(config.dim, config.frames_per_token, -1)
+            weight[:, :, condition_channels] = 0
+            changed = not torch.allclose(net(x, t, cond), net(x, t, other_chords), atol=1e-5)
+        assert changed == reaches
+
+
 def test_keep_mask_helpers():
     mask = keep_mask_from_flags(3, chords=True, text=True)
     assert mask.shape == (3, 4) and mask[:, 0].all() and mask[:, 3].all() and not mask[:, 1:3].any()
@@ -170,7 +194,7 @@ class _RecordingModel(torch.nn.Module):
         return x * 0 + code[:, None, None]
 
 
-@pytest.mark.parametrize("w_all, w_txt", [(5.0, 0.0), (3.0, 1.5), (1.0, 0.0)])
+@pytest.mark.parametrize("w_all, w_txt", [(5.0, 0.0), (3.0, 1.5), (1.0, 0.0), (5.0, -2.0)])
 def test_multi_source_guidance_formula_in_one_forward_pass(w_all, w_txt):
     generator = MusicGenerator.__new__(MusicGenerator)
     generator.model = _RecordingModel()
@@ -186,6 +210,23 @@ def test_multi_source_guidance_formula_in_one_forward_pass(w_all, w_txt):
     # branches with weight 0 are not computed
     assert generator.model.batch_sizes == [2 * sum(1 for w in weights.values() if w != 0)]
     assert math.isclose(sum(weights.values()), 1.0)
+
+
+def test_guidance_applies_only_inside_its_time_interval():
+    generator = MusicGenerator.__new__(MusicGenerator)
+    generator.model = _RecordingModel()
+    generator.params = GenerateConfig(cfg_coef_all=4.0, cfg_coef_txt=-1.0, guidance_interval=(0.0, 0.5))
+    cond = random_conditions(2, 6).with_keep(torch.tensor([True, True, False, True]))  # chords+drums+text
+    velocity = generator.guided_velocity(cond)
+    x = torch.zeros(2, 6, TINY.latent_dim)
+    v_all, v_txt = 1 + 10 + 1000, 1000
+    inside = velocity(torch.tensor(0.25), x)
+    assert torch.allclose(inside, torch.full_like(inside, 4.0 * v_all - 1.0 * v_txt))
+    outside = velocity(torch.tensor(0.75), x)  # plain conditional velocity, a single branch
+    assert torch.allclose(outside, torch.full_like(outside, float(v_all)))
+    assert generator.model.batch_sizes == [2 * 3, 2]
+    with pytest.raises(ValueError, match="guidance_interval"):
+        GenerateConfig(guidance_interval=(0.6, 0.4))
 
 
 def test_chord_templates_hold_pitch_classes_and_bass():

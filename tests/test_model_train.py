@@ -62,6 +62,16 @@ def test_exact_resume_gives_the_same_loss_trace(tiny, tmp_path):
         assert torch.equal(value, resumed.ema[key]), key
 
 
+def test_a_finished_run_resumed_writes_its_lost_plots_files_again(tiny, tmp_path):
+    Trainer(paths_for(tiny, tmp_path), TINY_MODEL, TINY_TRAIN).run(progress=False)
+    files = {name: (tmp_path / name).read_text() for name in ("losses.tsv", "val_losses.tsv")}
+    for name in files:
+        (tmp_path / name).unlink()  # e.g. removed by an interrupted `dvc repro`
+    again = Trainer(paths_for(tiny, tmp_path), TINY_MODEL, TINY_TRAIN)
+    assert again.run(progress=False)["steps_this_run"] == 0
+    assert {name: (tmp_path / name).read_text() for name in files} == files
+
+
 def test_changed_params_start_afresh(tiny, tmp_path):
     Trainer(paths_for(tiny, tmp_path), TINY_MODEL, TINY_TRAIN).run(progress=False, stop_at=2)
     other = Trainer(paths_for(tiny, tmp_path), TINY_MODEL, TrainConfig(**{**TINY_TRAIN.__dict__, "learning_rate": 1e-4}))
