@@ -119,7 +119,6 @@ def main() -> int:
         print(f"| {r['what']} | {r['audio_s_per_cpu_s']:.1f} | {r['audio_s_per_wall_s']:.1f} | {overhead} |")
     if args.json:
         payload = {"tracks": len(decoded), "audio_s": audio_s, "cpus": os.cpu_count(), "results": results}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
     return 0
 

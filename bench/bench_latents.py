@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.atomic import atomic_write_text  # noqa: E402
 from stages.latents.codec import CODECS, Codec, make_codec  # noqa: E402
 from tests.latents_helpers import TRIADS, chord_tone  # noqa: E402
 
@@ -115,8 +116,7 @@ def main() -> int:
         print(f"| {r['codec']} | {r['weights']} | {r['batch']} | {r['dim']} | {r['frame_rate']} | "
               f"{r['encode_rtf']:.4f} | {r['decode_rtf']:.4f} |")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        atomic_write_text(args.json, json.dumps(rows, indent=1))
     return 0
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from pipeline.atomic import atomic_write_text
 from pipeline.manifest import build_manifest
 
 SAMPLE_RATE = 44100
@@ -100,9 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         run["files_per_s"] = run["files"] / run["seconds"]
         print(f"| {run['set']} | {run['workers']} | {run['files']} | {run['seconds']:.2f} | {run['files_per_s']:.1f} |")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         figures = {"n": args.n, "seconds_per_file": args.seconds, "cpus": os.cpu_count(), "runs": runs}
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(figures, indent=2) + "\n")
     return 0
 
 

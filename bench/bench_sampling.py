@@ -214,7 +214,6 @@ def main(argv: list[str] | None = None) -> int:
               "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "rows": rows}
     print(markdown(result))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
     return 0
 

@@ -253,7 +253,6 @@ def main(argv: list[str] | None = None) -> int:
                           "efficiency": efficiency(runs), "skipped": skipped}}
     print(markdown(result))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
     return 0
 

@@ -171,7 +171,6 @@ def main(argv: list[str] | None = None) -> int:
     result = {**measure(params, args.steps, args.warmup, paths, args.matmul_size), "overrides": args.set}
     print(markdown(result))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
     return 0
 
