@@ -62,8 +62,9 @@ class EmbeddingConfig:
 def frame_features(mono: np.ndarray, config: EmbeddingConfig) -> np.ndarray:
     """(N,) mono audio at ``config.sample_rate`` -> (frames, n_mels + n_mfcc + 12) float64:
     log-mel (dB), MFCC and chroma per STFT frame."""
-    import librosa
+    from pipeline.numba_cache import import_librosa
 
+    librosa = import_librosa()
     with warnings.catch_warnings():  # clips shorter than n_fft: librosa warns and pads
         warnings.simplefilter("ignore", UserWarning)
         power = np.abs(librosa.stft(np.asarray(mono, dtype=np.float32), n_fft=config.n_fft,

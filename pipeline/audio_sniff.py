@@ -1,8 +1,11 @@
 """Identify an audio container from its first bytes, never from the file name.
 
-The sniffer answers three questions cheaply (a few small reads, no decoding):
+The sniffer answers four questions cheaply (a few small reads, no decoding):
 
 * which container is this (``wav``, ``flac``, ``mp3``, ``mp4``, ...; ``unknown`` otherwise)?
+* if it is none: is the content something known not to be audio (an image, text, an archive, a
+  document, ...)? Such files need no decoder to be rejected; an unknown binary may still be a
+  format only FFmpeg knows, so it is left to the decoders;
 * for WAV/AIFF: does the header promise more audio bytes than the file holds? libsndfile silently
   shortens such files, so this is the only way to tell a truncated WAV from a short one;
 * for MP3: does the first frame carry a Xing/Info/VBRI tag? Without one, the frame count that
@@ -41,6 +44,34 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x0b\x77", "ac3"),
 )
 
+# Content known not to be audio, by a magic string at offset 0: (magic, what it is).
+_NOT_AUDIO_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"8BPS", "a Photoshop image"),
+    (b"%PDF-", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (or a document packed as one)"),
+    (b"\x1f\x8b\x08", "a gzip archive"),
+    (b"BZh", "a bzip2 archive"),
+    (b"\xfd7zXZ\x00", "an xz archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"\x28\xb5\x2f\xfd", "a Zstandard archive"),
+    (b"\x7fELF", "an executable (ELF)"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+    (b"PAR1", "a Parquet file"),
+    (b"\x93NUMPY", "a NumPy array"),
+    (b"MThd", "a MIDI file (notes, not audio)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "a Microsoft compound document (e.g. Thumbs.db, .doc)"),
+)
+# ISO-BMFF brands (bytes 8..12 of an ``ftyp`` box) of still-image formats, not audio/video.
+_IMAGE_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"})
+# Control bytes that plain text may hold (tab, newline, vertical tab, form feed, carriage return, escape).
+_TEXT_CONTROL_BYTES = frozenset(b"\t\n\x0b\x0c\r\x1b")
+
 # Codec identification packets at the start of the first Ogg page.
 _OGG_CODECS: tuple[tuple[bytes, str], ...] = (
     (b"\x01vorbis", "vorbis"),
@@ -56,6 +87,8 @@ class Sniffed:
 
     ``data_end`` is the byte offset where the header says the audio data ends (WAV/AIFF only),
     ``file_size`` the real size; ``data_end > file_size`` means the file was truncated.
+    ``looks_like`` says what an ``unknown`` file is when its content is known not to be audio
+    (``"a PNG image"``, ``"text"``, ...); ``None`` when it may be audio.
     """
 
     container: str
@@ -63,6 +96,7 @@ class Sniffed:
     file_size: int = 0
     data_end: int | None = None
     mp3_length_tag: bool = False
+    looks_like: str | None = None
 
     @property
     def known(self) -> bool:
@@ -106,9 +140,13 @@ def _sniff_head(handle, head: bytes, offset: int, size: int) -> Sniffed:
         return Sniffed("wav", file_size=size, data_end=_chunk_data_end(handle, 12, "<I", b"data"))
     if head[:4] == b"RF64" and head[8:12] == b"WAVE":
         return Sniffed("rf64", file_size=size)
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":  # video, usually with an audio stream
+        return Sniffed("avi", file_size=size)
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
         return Sniffed("aiff", file_size=size, data_end=_chunk_data_end(handle, 12, ">I", b"SSND"))
     if len(head) >= 12 and head[4:8] == b"ftyp":
+        if head[8:12] in _IMAGE_BRANDS:
+            return Sniffed("unknown", file_size=size, looks_like="a HEIF/AVIF image")
         return Sniffed("mp4", file_size=size)
     for magic, name in _MAGIC:
         if head.startswith(magic):
@@ -121,7 +159,26 @@ def _sniff_head(handle, head: bytes, offset: int, size: int) -> Sniffed:
         tag_zone = head[4 : 4 + MP3_TAG_SEARCH_BYTES]
         tagged = any(tag in tag_zone for tag in (b"Xing", b"Info", b"VBRI"))
         return Sniffed("mp3", file_size=size, mp3_length_tag=tagged)
-    return Sniffed("unknown", file_size=size)
+    return Sniffed("unknown", file_size=size, looks_like=None if offset else not_audio_kind(head))
+
+
+def not_audio_kind(head: bytes) -> str | None:
+    """What ``head`` (the first bytes of a file that no audio check matched) is, if it is known
+    not to be audio: an image, an archive, a document, text, ...; ``None`` otherwise."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image"
+    for magic, kind in _NOT_AUDIO_MAGIC:
+        if head.startswith(magic):
+            return kind
+    return "text" if _is_text(head) else None
+
+
+def _is_text(head: bytes) -> bool:
+    """Text in any 8-bit encoding (ASCII, UTF-8, Latin-1, ...): no NUL or other control bytes.
+
+    Encoded audio is dense binary: in a few KiB of it, control bytes are all but certain.
+    """
+    return bool(head) and not any(byte < 0x20 and byte not in _TEXT_CONTROL_BYTES for byte in head)
 
 
 def _ogg_codec(head: bytes) -> str | None:

@@ -5,12 +5,16 @@
     chordflow manifest --input data/audio data/more.txt data/train.jsonl \\
         --out manifests/train.parquet [--workers 2] [--root data]
 
-Every input path is probed (header plus a short decode at each end, see
-:func:`pipeline.audio.probe_audio`), stat'ed and hashed, in a small process pool. Files that fail
-go to ``<name>.rejects.parquet`` with a reason and an ``error_type`` code; files whose content
-duplicates an earlier one (in path order) are rejected as ``duplicate``. The run never stops on a
-bad file. The same inputs give a byte-identical manifest (rows sorted by path, no timestamps in
-the metadata, worker count not recorded), so DVC sees no change when nothing changed.
+Folders are scanned for every file that is not hidden (audio is recognised by content, not by
+extension; the hidden entries skipped are counted in the summary). Every input path is sniffed
+(first bytes: images, text and the like are rejected at once), then probed (header plus a short
+decode at each end, see :func:`pipeline.audio.probe_audio`), stat'ed and hashed, in a small
+process pool. Files that fail go to ``<name>.rejects.parquet`` with a reason and an
+``error_type`` code; names that are not valid UTF-8 are rejected as ``bad_file_name`` without
+being opened; files whose content duplicates an earlier one (in path order) are rejected as
+``duplicate``. The run never stops on a bad file. The same inputs give a byte-identical manifest
+(rows sorted by path, no timestamps in the metadata, worker count not recorded), so DVC sees no
+change when nothing changed.
 Track ids are described in :mod:`pipeline.manifest_scan`.
 """
 
@@ -36,14 +40,17 @@ from pipeline.config import ConfigError, DEFAULT_PARAMS_PATH, load_section
 from pipeline.constants import METADATA_PREFIX
 from pipeline.manifest_pool import map_isolated
 from pipeline.manifest_scan import (
-    AUDIO_EXTENSIONS,
+    BAD_FILE_NAME,
     UNEXPECTED,
     Candidate,
     ManifestInputError,
+    bad_name_reject,
     default_root,
     describe_file,
     discover,
+    is_utf8_name,
     make_track_id,
+    printable_path,
 )
 
 logger = logging.getLogger(__name__)
@@ -74,11 +81,14 @@ DUPLICATE = "duplicate"
 DUPLICATE_ID = "duplicate_id"
 CRASHED = "crashed"
 #: Every ``error_type`` a manifest rejects table can hold.
-REJECT_ERROR_TYPES: frozenset[str] = AUDIO_ERROR_TYPES | {DUPLICATE, DUPLICATE_ID, CRASHED, UNEXPECTED}
+REJECT_ERROR_TYPES: frozenset[str] = AUDIO_ERROR_TYPES | {DUPLICATE, DUPLICATE_ID, CRASHED, UNEXPECTED,
+                                                          BAD_FILE_NAME}
 MANIFEST_KIND = "manifest"
 REJECTS_KIND = "manifest_rejects"
 MANIFEST_FORMAT_VERSION = "1"
 REJECTS_SUFFIX = ".rejects.parquet"
+#: Rejects-table metadata key with scan counts that are not rows (hidden entries skipped).
+SCAN_STATS_KEY = f"{METADATA_PREFIX}scan"
 #: Largest difference (s) between a JSONL list's ``duration`` and the file before a warning.
 JSONL_DURATION_TOLERANCE_S = 0.5
 #: Most worker processes chosen automatically (the work is I/O and decoder bound).
@@ -95,7 +105,6 @@ class ManifestConfig:
 
     workers: int | None = None  # None: min(4, usable CPUs); <= 1: in this process
     root: str | None = None  # track ids are relative to this folder (None: common input root)
-    extensions: tuple[str, ...] = AUDIO_EXTENSIONS  # picked up when scanning folders
 
 
 def default_workers() -> int:
@@ -106,22 +115,27 @@ def build_manifest(
     inputs: Sequence[str | os.PathLike],
     workers: int | None = None,
     root: str | os.PathLike | None = None,
-    extensions: Sequence[str] = AUDIO_EXTENSIONS,
     progress: bool = False,
 ) -> tuple[pa.Table, pa.Table]:
     """Describe every track named by ``inputs``; returns ``(manifest, rejects)`` tables.
 
+    Every file found ends up in exactly one of the two tables (hidden entries skipped by folder
+    scans are only counted, in the rejects table's metadata, see :func:`hidden_skipped`).
     Raises :class:`ManifestInputError` only for an input argument that does not exist or a list
     that cannot be parsed; problems with individual files become rejects.
     """
     workers = default_workers() if workers is None else workers
-    candidates = _unique_by_path(discover(inputs, extensions))
+    discovery = discover(inputs)
+    candidates = _unique_by_path(discovery.candidates)
     id_root = os.fspath(root) if root is not None else default_root(candidates)
+    # Bad names are rejected before any work: they could not be stored in the tables anyway.
+    rejects = [bad_name_reject(c) for c in candidates if not is_utf8_name(c.path)]
+    candidates = [c for c in candidates if is_utf8_name(c.path)]
     paths = [c.path for c in candidates]
     with tqdm(total=len(paths), desc="manifest", unit="file", disable=not progress) as bar:
         outcomes = map_isolated(describe_file, paths, workers, _crashed, bar)
 
-    rows, rejects = [], []
+    rows = []
     kept_by_hash: dict[str, str] = {}
     kept_by_id: dict[str, str] = {}
     for candidate, (ok, fields) in zip(candidates, outcomes):
@@ -142,12 +156,14 @@ def build_manifest(
         _check_listed_values(candidate, fields)
         rows.append({"track_id": track_id, "path": candidate.path, **fields})
 
-    params = {"inputs": [os.fspath(i) for i in inputs], "root": None if root is None else os.fspath(root),
-              "extensions": sorted(e.lower().lstrip(".") for e in extensions)}
+    params = {"inputs": [os.fspath(i) for i in inputs], "root": None if root is None else os.fspath(root)}
     manifest = pa.Table.from_pylist(rows, schema=_with_metadata(MANIFEST_SCHEMA, MANIFEST_KIND, params))
-    rejects.sort(key=lambda r: (r["path"], r["error_type"]))
-    rejects_table = pa.Table.from_pylist(rejects, schema=_with_metadata(REJECTS_SCHEMA, REJECTS_KIND, params))
-    return manifest, rejects_table
+    # A reason may quote a name that is not UTF-8 (e.g. a dangling symlink's target)
+    rejects = sorted(({key: printable_path(value) for key, value in row.items()} for row in rejects),
+                     key=lambda r: (r["path"], r["error_type"]))
+    rejects_schema = _with_metadata(REJECTS_SCHEMA, REJECTS_KIND, params,
+                                    {SCAN_STATS_KEY: json.dumps({"hidden_skipped": discovery.hidden_skipped})})
+    return manifest, pa.Table.from_pylist(rejects, schema=rejects_schema)
 
 
 def write_manifest(table: pa.Table, rejects: pa.Table, out_path: str | os.PathLike) -> None:
@@ -184,13 +200,24 @@ def rejects_path(manifest_path: str | os.PathLike) -> Path:
     return manifest_path.with_name(manifest_path.name.removesuffix(".parquet") + REJECTS_SUFFIX)
 
 
+def hidden_skipped(rejects: pa.Table) -> int:
+    """Hidden entries (dot-files, dot-folders) that folder scans skipped, from the metadata."""
+    raw = (rejects.schema.metadata or {}).get(SCAN_STATS_KEY.encode())
+    return int(json.loads(raw).get("hidden_skipped", 0)) if raw else 0
+
+
 def summarize(table: pa.Table, rejects: pa.Table) -> str:
-    """One line: tracks kept, their total duration, and rejects counted by error type."""
+    """One line whose numbers add up: files seen -> tracks (duration) + rejects by error type,
+    then the hidden entries skipped (not files seen)."""
     hours = sum(table.column("duration").to_pylist()) / 3600.0
-    text = f"{table.num_rows} tracks ({hours:.2f} h), {rejects.num_rows} rejected"
+    seen = table.num_rows + rejects.num_rows
+    text = f"{seen} files -> {table.num_rows} tracks ({hours:.2f} h), {rejects.num_rows} rejected"
     counts = collections.Counter(rejects.column("error_type").to_pylist())
     if counts:
         text += ": " + ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))
+    hidden = hidden_skipped(rejects)
+    if hidden:
+        text += f"; {hidden} hidden entries skipped"
     return text
 
 
@@ -221,14 +248,14 @@ def run_cli(args: argparse.Namespace) -> int:
             args.input,
             workers=args.workers if args.workers is not None else config.workers,
             root=args.root if args.root is not None else config.root,
-            extensions=config.extensions,
             progress=not args.no_progress,
         )
         write_manifest(table, rejects, args.out)
     except (ManifestInputError, ConfigError, ValueError) as exc:
         print(f"chordflow manifest: error: {exc}", file=sys.stderr)
         return 2
-    print(f"manifest: {summarize(table, rejects)} -> {args.out} (rejects: {rejects_path(args.out)})")
+    out, rejects_out = (printable_path(os.fspath(p)) for p in (args.out, rejects_path(args.out)))  # strict stdout
+    print(f"manifest: {summarize(table, rejects)} -> {out} (rejects: {rejects_out})")
     return 0
 
 
@@ -244,7 +271,8 @@ def _unique_by_path(candidates: list[Candidate]) -> list[Candidate]:
     for candidate in sorted(candidates, key=lambda c: c.path):
         key = os.path.abspath(candidate.path)
         if key in unique:
-            logger.debug("%s: listed again by %s; kept once", candidate.path, candidate.origin)
+            logger.debug("%s: listed again by %s; kept once", printable_path(candidate.path),
+                         printable_path(candidate.origin))
             continue
         unique[key] = candidate
     return list(unique.values())
@@ -267,11 +295,14 @@ def _check_listed_values(candidate: Candidate, fields: dict[str, Any]) -> None:
                            candidate.origin, key, listed, candidate.path, actual)
 
 
-def _with_metadata(schema: pa.Schema, kind: str, params: dict[str, Any]) -> pa.Schema:
+def _with_metadata(schema: pa.Schema, kind: str, params: dict[str, Any],
+                   extra: dict[str, str] | None = None) -> pa.Schema:
     return schema.with_metadata({
         f"{METADATA_PREFIX}kind": kind,
         f"{METADATA_PREFIX}format_version": MANIFEST_FORMAT_VERSION,
+        # ensure_ascii (the default) escapes a surrogate in an input path instead of failing
         f"{METADATA_PREFIX}params": json.dumps(params, sort_keys=True),
+        **(extra or {}),
     })
 
 

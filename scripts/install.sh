@@ -24,8 +24,12 @@ fi
 # The stamp records what was installed; a changed lock file or pyproject reinstalls.
 stamp_value=$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
 stamp_file="$VENV/.chordflow-installed"
+# numba's cache is compiled here, once and serially, into ~/.cache/chordflow/numba/<cpu key>
+# (pipeline/numba_cache.py): worker processes of a first run then only read it. Quick when warm.
+warm_numba_cache() { "$VENV/bin/python" -c "import sys; from pipeline.numba_cache import main; sys.exit(main())"; }
 if [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp_value" ]]; then
   echo "[install] $VENV is up to date"
+  warm_numba_cache
   exit 0
 fi
 
@@ -41,4 +45,5 @@ pip_install --no-build-isolation "$(grep -E '^vamp==' requirements.lock)"
 pip_install -r requirements.lock
 pip_install --no-deps --no-build-isolation -e .
 echo "$stamp_value" > "$stamp_file"
+warm_numba_cache
 echo "[install] $VENV ready ($("$VENV/bin/python" --version))"

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.numba_cache import import_librosa
+
 #: Shrunk versions of the real models' configurations (same classes, random weights).
 TINY_HF_ENCODEC = dict(sampling_rate=32000, upsampling_ratios=[8, 5, 4, 4], num_filters=4, hidden_size=16,
                        codebook_dim=16, codebook_size=32, num_lstm_layers=1, target_bandwidths=[2.2],
@@ -69,7 +71,7 @@ def chord_tone(pitch_classes: tuple[int, ...], seconds: float, sample_rate: int,
 
 def top_pitch_classes(wav: np.ndarray, sample_rate: int, count: int = 3) -> set[int]:
     """The ``count`` strongest pitch classes of the mean chroma of ``wav``."""
-    import librosa
+    librosa = import_librosa()
 
     chroma = librosa.feature.chroma_stft(y=wav, sr=sample_rate, n_fft=8192, hop_length=2048, tuning=0.0)
     return set(np.argsort(chroma.mean(axis=1))[-count:].tolist())

@@ -5,6 +5,8 @@ The manifest, then the ``loudness``, ``chords`` and ``drums`` stages run over it
 manifest accepts but that fails later (NaN/Inf samples, a file corrupted after the manifest)
 must be a per-track error of the stage, never a failed shard. Unreadable permissions cannot be
 made with chmod when the tests run as root (CI does), so that file's ``open`` is made to fail.
+File and folder names that are not valid UTF-8 (and such lines in list files) have their own
+tests: they are rejected as ``bad_file_name`` and the rest of the manifest is written.
 The 3-hour file has its own test at the end: streamed by the manifest and by the loudness stage
 (chunk by chunk, bounded memory), and kept out of whole-track stages (chords) by
 ``sharding.max_track_seconds``, each with peak RSS measured.
@@ -25,7 +27,8 @@ import pytest
 import soundfile as sf
 import yaml
 
-from pipeline.manifest import build_manifest, write_manifest
+from pipeline.manifest import build_manifest, read_manifest, read_rejects, summarize, write_manifest
+from pipeline.manifest_scan import make_track_id
 from pipeline.planning import ShardingConfig
 from pipeline.reader import StageStore
 from pipeline.runner import TOO_LONG, run_stage
@@ -73,6 +76,7 @@ EXPECTED = {
     "zz_copy_of_silent.wav": {"duplicate"},
     "outside/outside_root.wav": {"ok"},
     "corrupted_after_manifest.wav": {"stage:corrupt", "stage:truncated", "stage:not_audio"},
+    "extra.txt": {"not_audio"},  # the list given as an input is also a file of the scanned folder
 }
 
 
@@ -132,6 +136,77 @@ def write_bad_corpus(root: Path) -> Path:
 def _cut(path: Path, fraction: float) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * fraction)])
+
+
+# ----------------------------------------------------------------------------- names that are not UTF-8
+
+
+def rename_to_bytes(path: Path, raw_name: bytes) -> Path:
+    """Rename ``path`` to the byte name ``raw_name`` (any bytes but / and NUL, as Linux allows)."""
+    target = os.fsencode(path.parent) + b"/" + raw_name
+    try:
+        os.rename(path, target)
+    except OSError as exc:  # e.g. macOS file systems insist on UTF-8
+        pytest.skip(f"this file system refuses names that are not UTF-8: {exc}")
+    return Path(os.fsdecode(target))
+
+
+def escaped(path: str | Path) -> str:
+    """The printable form a rejects table must show: bytes that are not UTF-8 as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def write_tone(path: Path, amplitude: float) -> Path:
+    """Half a second of chord tone (distinct amplitudes: distinct content, no duplicates)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, chord_tone(0.5, amplitude=amplitude), SR, subtype="PCM_16")
+    return path
+
+
+def test_non_utf8_names_are_rejected_and_the_manifest_is_written(tmp_path) -> None:
+    data = tmp_path / "data"
+    write_tone(data / "good.wav", 0.1)
+    write_tone(data / "also good.wav", 0.2)
+    bad_file = rename_to_bytes(write_tone(data / "x.wav", 0.3), b"bad\xff.wav")
+    bad_folder = rename_to_bytes(write_tone(data / "sub" / "inside.wav", 0.4).parent, b"caf\xe9")
+    os.symlink(b"gone\xff.wav", os.fsencode(data / "link.wav"))  # a good name, its dangling target is not
+    table, rejects = build_manifest([data], workers=1)
+    out = tmp_path / "manifests" / "m.parquet"
+    write_manifest(table, rejects, out)
+
+    kept = sorted(os.path.basename(p) for p in read_manifest(out).column("path").to_pylist())
+    assert kept == ["also good.wav", "good.wav"]
+    found = {row["path"]: row for row in read_rejects(out).to_pylist()}
+    link = found.pop(str(data / "link.wav"))
+    assert link["error_type"] == "unreadable" and "gone\\xff.wav" in link["reason"]
+    assert set(found) == {escaped(bad_file), escaped(bad_folder / "inside.wav")}
+    for path, row in found.items():
+        assert row["error_type"] == "bad_file_name" and path in row["reason"] and "convmv" in row["reason"]
+    assert "bad\\xff.wav" in found[escaped(bad_file)]["reason"]
+    assert found[escaped(bad_folder / "inside.wav")]["reason"].startswith("the folder name is not valid UTF-8")
+    assert summarize(table, rejects) == "5 files -> 2 tracks (0.00 h), 3 rejected: bad_file_name 2, unreadable 1"
+    assert make_track_id(str(bad_file), str(data)).startswith("bad-")  # hashing never crashes on such a name
+
+
+def test_a_non_utf8_line_in_a_list_rejects_only_that_line(tmp_path, caplog) -> None:
+    data = tmp_path / "data"
+    for amplitude, name in enumerate(("good.wav", "second.wav", "third.wav"), start=1):
+        write_tone(data / name, amplitude / 10)
+    rename_to_bytes(write_tone(data / "x.wav", 0.4), b"bad\xff.wav")
+    rename_to_bytes(write_tone(data / "y.wav", 0.5), b"caf\xe9.wav")
+    (tmp_path / "tracks.txt").write_bytes(b"data/good.wav\ndata/bad\xff.wav\r\ndata/second.wav\n")
+    (tmp_path / "train.jsonl").write_bytes(
+        b'{"path": "data/caf\xe9.wav"}\n'
+        b'{"path": "data/third.wav", "description": "caf\xe9 au lait"}\n')  # only the path matters
+    with caplog.at_level("WARNING"):
+        table, rejects = build_manifest([tmp_path / "tracks.txt", tmp_path / "train.jsonl"], workers=1)
+    assert 'train.jsonl:2: bytes that are not UTF-8 outside "path"' in caplog.text
+    assert sorted(os.path.basename(p) for p in table.column("path").to_pylist()) == [
+        "good.wav", "second.wav", "third.wav"]
+    reasons = {os.path.basename(r["path"]): (r["error_type"], r["reason"]) for r in rejects.to_pylist()}
+    assert set(reasons) == {"bad\\xff.wav", "caf\\xe9.wav"}
+    assert reasons["bad\\xff.wav"][0] == reasons["caf\\xe9.wav"][0] == "bad_file_name"
+    assert "tracks.txt:2" in reasons["bad\\xff.wav"][1] and "train.jsonl:1" in reasons["caf\\xe9.wav"][1]
 
 
 @pytest.fixture(scope="module")

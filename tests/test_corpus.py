@@ -6,7 +6,6 @@ import argparse
 import hashlib
 import json
 
-import librosa
 import mir_eval
 import numpy as np
 import pytest
@@ -30,7 +29,9 @@ from pipeline.corpus.melody import MELODY_RANGE
 from pipeline.corpus.plan import plan_clip, plan_corpus, split_of
 from pipeline.corpus.render import AudioFormat, RenderError, check_soundfont, convert, find_fluidsynth, write_audio
 from pipeline.corpus.song import TICKS_PER_QUARTER
+from pipeline.numba_cache import import_librosa
 
+librosa = import_librosa()
 RENDER_PARAMS = {"clip_seconds": [4.0, 6.0], "format_slice_every": 2, "workers": 2}
 
 

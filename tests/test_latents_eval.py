@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from pipeline.manifest import build_manifest, write_manifest
+from pipeline.numba_cache import import_librosa
 from stages.latents.cli import add_cli
 from stages.latents.codec import Codec
 from stages.latents.evaluate import Judges, evaluate_codec, select_clips
@@ -96,7 +97,7 @@ class FramesCodec(Codec):
     def decode(self, latents: np.ndarray) -> np.ndarray:
         wav = self._check_latents(latents).reshape(-1)
         if self.semitones:
-            import librosa
+            librosa = import_librosa()
 
             wav = librosa.effects.pitch_shift(wav, sr=self.sample_rate, n_steps=self.semitones)
         return wav.astype(np.float32)

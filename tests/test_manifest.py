@@ -1,4 +1,5 @@
-"""pipeline.manifest: good rows, every reject kind, stable ids, determinism, lists, CLI, crashes."""
+"""pipeline.manifest: good rows, every reject kind, stable ids, determinism, lists, CLI, crashes,
+audio recognised by content in any container (WebM, MP4, Matroska), hidden entries skipped."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import multiprocessing
 import os
 import shutil
 import signal
+import subprocess
 
 import numpy as np
 import pytest
 
 import pipeline.cli
+import pipeline.manifest
+from pipeline.audio import load_audio
+from pipeline.audio_sniff import sniff_file
 from pipeline.manifest import (
     MANIFEST_SCHEMA,
     REJECT_ERROR_TYPES,
@@ -47,7 +52,10 @@ EXPECTED_REJECTS = {
     "notes.wav": "not_audio",
     "copy_of_a.wav": "duplicate",
     "locked.wav": "unreadable",
+    "readme.txt": "not_audio",  # scanned like every file, rejected by its content
 }
+#: Hidden entries in ``data_dir``: skipped by the scan, counted in the summary.
+DATA_HIDDEN = (".DS_Store",)
 
 
 @pytest.fixture
@@ -63,7 +71,8 @@ def data_dir(tmp_path, make_audio):
     make_audio("data/zero.wav", "wav", data=np.zeros((0, 1), dtype=np.float32))
     (data / "notes.wav").write_text("these are notes, not audio\n" * 10)
     shutil.copyfile(data / "a.wav", data / "copy_of_a.wav")
-    (data / "ignored.txt").write_text("not an audio extension: never scanned\n")
+    (data / "readme.txt").write_text("a text file among the tracks\n")
+    (data / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     _make_unreadable(data / "locked.wav", make_audio)
     return data
 
@@ -215,7 +224,9 @@ def test_cli_end_to_end(data_dir, tmp_path, monkeypatch, capsys):
     code = pipeline.cli.main(["manifest", "--input", "data", "--out", "manifests/songs.parquet", "--no-progress"])
     assert code == 0
     out = capsys.readouterr().out
-    assert f"{len(GOOD)} tracks" in out and f"{len(EXPECTED_REJECTS)} rejected" in out and "duplicate 1" in out
+    seen = len(GOOD) + len(EXPECTED_REJECTS)
+    assert f"{seen} files -> {len(GOOD)} tracks" in out and f"{len(EXPECTED_REJECTS)} rejected" in out
+    assert "duplicate 1" in out and f"; {len(DATA_HIDDEN)} hidden entries skipped" in out
     manifest = read_manifest("manifests/songs.parquet")
     assert manifest.num_rows == len(GOOD) and manifest.column("path").to_pylist()[0].startswith("data/")
     metadata = manifest.schema.metadata
@@ -264,3 +275,125 @@ def test_pool_falls_back_to_this_process_when_workers_cannot_start(monkeypatch, 
     with caplog.at_level("WARNING"):
         assert map_isolated(abs, [-1, -2, 3], workers=2, on_crash=str) == [1, 2, 3]
     assert "continuing in this process" in caplog.text
+
+
+# ----------------------------------------------------------------------------- any container, by content
+
+TONE_S = 1.0
+#: Audio in containers that an extension list misses: name -> (ffmpeg codec arguments, codec, container, Hz).
+CONTAINERS = {
+    "tone.webm": (("-c:a", "libopus"), "opus", "matroska", 440.0),
+    "tone.mp4": (("-c:a", "aac"), "aac", "mp4", 550.0),
+    "tone.mka": (("-c:a", "flac"), "flac", "matroska", 660.0),
+}
+#: The other files of the mixed folder: name -> (error type, words of the reason).
+MIXED_REJECTS = {
+    "notes.txt": ("not_audio", "the content is text"),
+    "cover.png": ("not_audio", "the content is a PNG image"),
+    "video_only.mp4": ("not_audio", "a video (mp4) without an audio stream"),
+    "pipe": ("unreadable", "not a regular file (a named pipe)"),
+}
+MIXED_HIDDEN = (".DS_Store", ".git", "._tone.webm")
+#: Hz a spectrum peak may be off by (1 s of audio: 1 Hz bins).
+PEAK_TOLERANCE_HZ = 2.0
+
+
+def _lavfi(target, source: str, *args: str) -> None:
+    """Write ``target`` with ffmpeg from a lavfi test source (skips without ffmpeg)."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg binary not installed")
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", source, *args,
+                    str(target)], check=True)
+
+
+@pytest.fixture(scope="module")
+def mixed_dir(tmp_path_factory):
+    """WebM/MP4/Matroska audio without a usual audio extension, non-audio files, hidden entries."""
+    folder = tmp_path_factory.mktemp("mixed") / "media"
+    folder.mkdir()
+    for name, (codec_args, _, _, freq) in CONTAINERS.items():
+        _lavfi(folder / name, f"sine=frequency={freq}:duration={TONE_S}", *codec_args)
+    _lavfi(folder / "cover.png", "color=c=red:size=16x16", "-frames:v", "1")
+    _lavfi(folder / "video_only.mp4", "testsrc=duration=1:size=64x64:rate=10", "-c:v", "mpeg4")
+    (folder / "notes.txt").write_text("liner notes\n")
+    os.mkfifo(folder / "pipe")  # opening it would block: must be rejected without being opened
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (folder / ".git").mkdir()
+    (folder / ".git" / "config").write_text("[core]\n")
+    (folder / "._tone.webm").write_bytes(b"\0\5\26\7AppleDouble resource fork")
+    return folder
+
+
+def test_folder_scan_recognises_audio_by_content_in_any_container(mixed_dir):
+    manifest, rejects = build_manifest([mixed_dir], workers=1)
+    rows = _by_name(manifest, mixed_dir)
+    assert sorted(rows) == sorted(CONTAINERS)
+    found = {os.path.basename(r["path"]): r for r in rejects.to_pylist()}
+    assert {name: r["error_type"] for name, r in found.items()} == {n: t for n, (t, _) in MIXED_REJECTS.items()}
+    for name, (_, words) in MIXED_REJECTS.items():
+        assert words in found[name]["reason"], found[name]
+    assert pipeline.manifest.hidden_skipped(rejects) == len(MIXED_HIDDEN)
+    for name, (_, codec, container, freq) in CONTAINERS.items():
+        row = rows[name]
+        assert (row["codec"], row["container"]) == (codec, container)
+        assert row["duration"] == pytest.approx(TONE_S, abs=0.01)
+        # What the stages do with a manifest row: decode it with load_audio.
+        samples, rate = load_audio(row["path"])
+        assert rate == row["sample_rate"] and samples.shape == (row["channels"], row["frames"])
+        peak_hz = np.argmax(np.abs(np.fft.rfft(samples[0]))) * rate / samples.shape[1]
+        assert peak_hz == pytest.approx(freq, abs=PEAK_TOLERANCE_HZ), name
+        resampled, _ = load_audio(row["path"], sample_rate=22050, channels=2)
+        assert resampled.shape == (2, round(row["frames"] * 22050 / rate))
+
+
+@pytest.mark.parametrize("head, kind", [
+    (b"\x89PNG\r\n\x1a\n" + bytes(32), "a PNG image"),
+    (b"\xff\xd8\xff\xe0" + bytes(32), "a JPEG image"),
+    (b"%PDF-1.7\n", "a PDF document"),
+    (b"PK\x03\x04" + bytes(32), "a ZIP archive (or a document packed as one)"),
+    (b"MThd\x00\x00\x00\x06", "a MIDI file (notes, not audio)"),
+    (b"\x00\x00\x00\x18ftypheic" + bytes(16), "a HEIF/AVIF image"),
+    ("chords: C G Am F — ♫\n".encode(), "text"),
+    ("notes: café\r\n".encode("latin-1"), "text"),
+    (bytes(range(256)), None),  # unknown binary: may be a format only FFmpeg knows, so it is probed
+], ids=["png", "jpeg", "pdf", "zip", "midi", "heic", "utf8-text", "latin1-text", "unknown-binary"])
+def test_sniff_says_what_non_audio_content_is(tmp_path, head, kind):
+    path = tmp_path / "file.bin"
+    path.write_bytes(head)
+    sniffed = sniff_file(path)
+    assert (sniffed.container, sniffed.looks_like) == ("unknown", kind)
+
+
+def test_cli_summary_adds_up_files_tracks_rejects_and_hidden(mixed_dir, tmp_path, make_audio, monkeypatch, capsys):
+    monkeypatch.setattr(pipeline.cli, "CLI_MODULES", ("pipeline.manifest",))
+    monkeypatch.chdir(tmp_path)  # no params.yaml here
+    good = make_audio("more/tone.wav", freq=880.0)
+    try:
+        os.rename(good, os.fsencode(good.parent) + b"/caf\xe9.wav")  # a Latin-1 name: not UTF-8
+    except OSError as exc:
+        pytest.skip(f"this file system refuses names that are not UTF-8: {exc}")
+    argv = ["manifest", "-i", str(mixed_dir), "more", "-o", "m.parquet", "--workers", "1", "--no-progress"]
+    assert pipeline.cli.main(argv) == 0
+    seen = len(CONTAINERS) + len(MIXED_REJECTS) + 1
+    assert (f"manifest: {seen} files -> {len(CONTAINERS)} tracks (0.00 h), {len(MIXED_REJECTS) + 1} rejected: "
+            f"bad_file_name 1, not_audio 3, unreadable 1; {len(MIXED_HIDDEN)} hidden entries skipped -> m.parquet"
+            ) in capsys.readouterr().out
+    assert read_rejects("m.parquet").num_rows == len(MIXED_REJECTS) + 1
+
+
+def test_a_subfolder_that_cannot_be_listed_is_a_reject_not_a_silent_gap(tmp_path, make_audio, monkeypatch):
+    make_audio("music/a.wav")
+    make_audio("music/locked/b.wav")
+    locked = os.path.normpath(tmp_path / "music" / "locked")
+    listing = os.scandir
+
+    def scandir(path="."):  # as for a folder without read permission (root ignores chmod)
+        if os.path.normpath(os.fspath(path)) == locked:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return listing(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    table, rejects = build_manifest([tmp_path / "music"], workers=1)
+    assert [os.path.basename(p) for p in table.column("path").to_pylist()] == ["a.wav"]
+    rows = rejects.to_pylist()
+    assert len(rows) == 1 and rows[0]["path"].endswith("locked") and rows[0]["error_type"] == "unreadable"

@@ -12,10 +12,12 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import librosa
 import numpy as np
 
+from pipeline.numba_cache import import_librosa
 from stages.drums.config import HpssConfig
+
+librosa = import_librosa()
 
 
 def positive_flux(magnitude: np.ndarray) -> np.ndarray:

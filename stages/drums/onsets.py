@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 import warnings
 
-import librosa
 import numpy as np
 
+from pipeline.numba_cache import import_librosa
 from stages.drums.config import OnsetConfig
 from stages.drums.constants import DETECTION_HOP_S
+
+librosa = import_librosa()
 
 
 def _strength(mono: np.ndarray, sr: int, hop: int, config: OnsetConfig) -> np.ndarray:

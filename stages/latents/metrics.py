@@ -45,7 +45,9 @@ def multi_resolution_stft(original: np.ndarray, decoded: np.ndarray) -> float:
 
 def log_mel(wav: np.ndarray, sample_rate: int) -> torch.Tensor:
     """(N,) -> (80, T) natural-log mel magnitude."""
-    from librosa.filters import mel
+    from pipeline.numba_cache import import_librosa
+
+    mel = import_librosa().filters.mel
 
     bank = torch.from_numpy(mel(sr=sample_rate, n_fft=LOGMEL_N_FFT, n_mels=LOGMEL_BANDS).astype(np.float32))
     return torch.log(torch.clamp(bank @ _magnitude(wav, LOGMEL_N_FFT, LOGMEL_HOP), min=LOG_FLOOR))

@@ -35,7 +35,9 @@ def compute_hcqt(audio: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
         (6, 360, n_frames) float32 in [0, 1], n_frames = 1 + n_samples // 256 (frame k centred at
         k * 256 / 22050 s).
     """
-    import librosa  # heavy import, only where the transform runs
+    from pipeline.numba_cache import import_librosa
+
+    librosa = import_librosa()  # heavy import, only where the transform runs
 
     if sr != SAMPLE_RATE:
         raise ValueError(f"the HCQT needs audio at {SAMPLE_RATE} Hz, got {sr} Hz (resample first)")
