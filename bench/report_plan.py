@@ -104,8 +104,8 @@ def plan_markdown(plan: dict[str, Any]) -> list[str]:
         "redoes). Cheap stages show a larger overhead share of their own (small) cost.",
         f"- **Tasks**: {plan['shards_per_stage']:,} shards = {plan['shards_per_stage']:,} SLURM array tasks per stage "
         "(`chordflow <stage> extract --executor slurm`: one task per shard, in job arrays of up to `executor.slurm.max_array_size`, "
-        "`executor.slurm.array_parallelism` running at once, `cpus_per_task: 1`; `melody.threads: 0` uses the "
-        "task's CPUs).",
+        "`executor.slurm.array_parallelism` running at once, `cpus_per_task: 1`; with more CPUs per task set "
+        "`melody.threads` to match).",
     ]
     if plan["shards_per_stage"] > SLURM_DEFAULT_MAX_ARRAY:
         arrays = -(-plan["shards_per_stage"] // (SLURM_DEFAULT_MAX_ARRAY - 1))

@@ -58,9 +58,8 @@ class Analysers:
 
         self.config = config
         self.chords = create_stage("chords", params.get("chords"))
-        melody = create_stage("melody", params.get("melody"))
-        # One process runs the whole evaluation, so the model may use every core (melody.threads is per worker).
-        self.melody = type(melody)(dataclasses.replace(melody.config, threads=0))
+        # melody.threads as configured, as in the workers: the same count gives the same salience
+        self.melody = create_stage("melody", params.get("melody"))
         self.drums = create_stage("drums", params.get("drums"))
         self.skipped: dict[str, str] = {}
         self._ready: set[str] = set()

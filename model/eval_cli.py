@@ -113,13 +113,6 @@ def _number(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, float) and math.isfinite(value) else str(value)
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m model.eval_cli score ...` without the lead's wiring
-    root = argparse.ArgumentParser(prog="chordflow")
-    add_cli(root.add_subparsers(dest="command", required=True))
-    parsed = root.parse_args(["eval", *sys.argv[1:]])
-    sys.exit(parsed.func(parsed))
-
-
 def _adherence(args: argparse.Namespace) -> int:
     from model.adherence import markdown, write_adherence
 
@@ -129,3 +122,11 @@ def _adherence(args: argparse.Namespace) -> int:
         return _fail(exc)
     print(markdown(table))
     return 0
+
+
+# Last in the file: the block runs when the module is executed, so every handler must be defined by then.
+if __name__ == "__main__":  # pragma: no cover - `python -m model.eval_cli score ...` without the lead's wiring
+    root = argparse.ArgumentParser(prog="chordflow")
+    add_cli(root.add_subparsers(dest="command", required=True))
+    parsed = root.parse_args(["eval", *sys.argv[1:]])
+    sys.exit(parsed.func(parsed))

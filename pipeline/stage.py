@@ -4,6 +4,12 @@ A stage is a :class:`FeatureExtractor` subclass registered under a name. The sha
 it from a plain config mapping (so a job can be pickled to any worker), calls :meth:`setup` once
 per worker process to load heavy models, then :meth:`extract` once per track.
 
+Every entry point that computes (:data:`PINNED_METHODS`, overrides included, and methods marked
+:func:`pinned`) runs with the BLAS, OpenMP and torch pools pinned to the stage's
+:attr:`~FeatureExtractor.numeric_threads` (:mod:`pipeline.threads`), whoever calls it: the runner on
+any executor, evaluation or generation code. Multithreaded sums round differently at different
+thread counts, so this is what makes a stage's output independent of the executor and machine.
+
 Stages are registered lazily by module path so that listing stages does not import TensorFlow,
 Demucs or torch in processes that never run them.
 """
@@ -11,13 +17,42 @@ Demucs or torch in processes that never run them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
 
 from pipeline.config import config_hash, load_config
+from pipeline.threads import pinned_threads
+
+#: Threads a stage's numerics run with unless its config has a ``threads`` field: one, the count
+#: a process-pool or dask worker uses anyway, and independent of the machine's core count.
+DEFAULT_NUMERIC_THREADS = 1
+#: Entry points that :class:`FeatureExtractor` pins by itself, in the base class and in overrides.
+PINNED_METHODS: tuple[str, ...] = ("setup", "extract", "process", "process_many", "extract_stream")
+#: Attribute that marks a method already wrapped by :func:`pinned` (never wrapped twice).
+_PINNED_MARK = "__chordflow_pinned__"
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def pinned(method: Method) -> Method:
+    """Run a stage method with the thread pools pinned to ``self.numeric_threads``.
+
+    Applied to :data:`PINNED_METHODS` automatically; stages decorate their other public methods
+    that compute and that evaluation code calls directly (e.g. ``ChordsExtractor.segments``)."""
+    if getattr(method, _PINNED_MARK, False):
+        return method
+
+    @functools.wraps(method)
+    def wrapper(self: "FeatureExtractor", *args: Any, **kwargs: Any) -> Any:
+        with pinned_threads(self.numeric_threads):
+            return method(self, *args, **kwargs)
+
+    setattr(wrapper, _PINNED_MARK, True)
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +93,13 @@ class FeatureExtractor(ABC):
     #: Frozen dataclass holding the stage parameters (``params.yaml`` section).
     config_class: ClassVar[type]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in PINNED_METHODS:  # the subclass's own definitions; inherited ones are pinned already
+            method = cls.__dict__.get(name)
+            if callable(method):
+                setattr(cls, name, pinned(method))
+
     def __init__(self, config: Any) -> None:
         self.config = config
 
@@ -79,13 +121,22 @@ class FeatureExtractor(ABC):
     def params_hash(self) -> str:
         return config_hash(self.config, {"stage": self.name, "version": self.version})
 
+    @property
+    def numeric_threads(self) -> int:
+        """Threads the stage's numerics run with: ``config.threads`` where the config has that field
+        (then it is in the params hash: another count may change the last bits of the output), else
+        :data:`DEFAULT_NUMERIC_THREADS`. The same count gives the same bytes on every executor."""
+        return getattr(self.config, "threads", DEFAULT_NUMERIC_THREADS)
+
     @abstractmethod
     def features(self) -> tuple[FeatureSpec, ...]:
         """The columns that :meth:`extract` returns, in order."""
 
+    @pinned
     def setup(self) -> None:
         """Load heavy resources (models, plugins). Called once per worker before the first track."""
 
+    @pinned
     def process(self, samples: np.ndarray, sr: int, context: "TrackContext") -> dict[str, Any]:
         """What the shard runner calls per track. The default is the pure :meth:`extract`; a stage
         that also writes files next to its shards (e.g. separated stems) overrides this and uses
@@ -99,6 +150,7 @@ class FeatureExtractor(ABC):
         return more; the runner then holds that many decoded tracks in memory."""
         return 1
 
+    @pinned
     def process_many(self, items: Sequence[tuple[np.ndarray, int, "TrackContext"]]) -> list[dict[str, Any] | Exception]:
         """:meth:`process` over several ``(samples, sr, context)`` items; one result per item,
         either its values or the exception it raised (so one bad track fails alone)."""
@@ -114,6 +166,7 @@ class FeatureExtractor(ABC):
     #: on hours-long files); None = whole tracks only. Such stages implement :meth:`extract_stream`.
     stream_chunk_seconds: ClassVar[float | None] = None
 
+    @pinned
     def extract_stream(self, chunks: Iterator[np.ndarray], sr: int) -> dict[str, Any]:
         """Like :meth:`extract` over the concatenation of ``chunks`` ((channels, n) each), holding one
         chunk at a time. Only for stages that set :attr:`stream_chunk_seconds`."""

@@ -21,7 +21,9 @@ SHARDING = ShardingConfig(tracks_per_shard=2)
 # name -> (sample rate, channels, format)
 FILES = {"mono8k.wav": (8000, 1, "WAV"), "stereo48k.flac": (48000, 2, "FLAC"),
          "stereo44k.ogg": (44100, 2, "OGG"), "mono22k.wav": (22050, 1, "WAV")}
-SECONDS = 1.5
+#: Long enough that the mel filterbank's BLAS products run multithreaded in the serial run (at 1.5 s
+#: they do not on a 2-core machine, and serial == workers held only by luck of the thread count).
+SECONDS = 4.0
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ second `dvc repro` is a no-op, and changing only `melody_eval` re-runs only the 
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 import soundfile as sf
@@ -12,14 +11,13 @@ import yaml
 
 from pipeline.manifest import build_manifest, write_manifest
 from stages.melody.constants import WEIGHTS_ENV
-from tests.dvc_project import REPO, init_project, repo_stages, run_dvc
+from tests.dvc_project import init_project, repo_stages, run_dvc
 from tests.test_melody_support import synth_melody, weights_dir, write_truth  # noqa: F401 (fixture)
 
 @pytest.mark.slow  # three `dvc repro` runs (~1 min); the acceptance run on the demo corpus is in the report
 def test_dvc_repro_then_noop_then_eval_only(tmp_path, weights_dir):
     root = tmp_path / "project"
     melody_stages = repo_stages("melody", "melody-eval")
-    shutil.copytree(REPO / "stages" / "melody", root / "stages" / "melody", ignore=shutil.ignore_patterns("__pycache__"))
     corpus = root / "data" / "corpus"
     for folder in ("audio", "truth"):
         (corpus / folder).mkdir(parents=True)
@@ -33,7 +31,7 @@ def test_dvc_repro_then_noop_then_eval_only(tmp_path, weights_dir):
     params = {"sharding": {"tracks_per_shard": 1}, "executor": {"backend": "serial", "workers": 1},
               "melody": {"threads": 2}, "melody_eval": {"models": ["melody2"]}}
     env = {**os.environ, WEIGHTS_ENV: str(weights_dir)}  # the weights come from the environment
-    init_project(root, melody_stages, params, env=env)
+    init_project(root, melody_stages, params, copy=("pipeline", "stages"), env=env)  # the code the stages depend on
 
     first = run_dvc(root, "repro", env=env)
     assert all(f"Running stage '{name}'" in first for name in melody_stages)

@@ -25,7 +25,7 @@ import numpy as np
 
 from pipeline.config import config_hash
 from pipeline.constants import CHORD_NO_CHORD, LATENT_FRAME_RATE
-from pipeline.stage import FeatureExtractor, FeatureSpec
+from pipeline.stage import FeatureExtractor, FeatureSpec, pinned
 from stages.chords.chordino import ChordinoParams, Timing, load_vamp, run_chordino
 from stages.chords.frames import CHORD_INDEX_DTYPE, Segment, n_frames_for, timeline_to_frames
 from stages.chords.labels import normalise_label
@@ -118,6 +118,7 @@ class ChordsExtractor(FeatureExtractor):
             mono = resample(mono[None, :], sr, self.config.sample_rate)[0]
         return np.ascontiguousarray(mono, dtype=np.float32)
 
+    @pinned  # evaluation code calls it directly
     def segments(self, samples: np.ndarray, sr: int) -> list[Segment]:
         """The chord timeline of (channels, n) samples: ``[(label, start, end)]`` tiling the track."""
         self.setup()

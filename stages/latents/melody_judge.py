@@ -37,8 +37,8 @@ class MelodyJudge:
         weight file is missing (see :func:`load_melody_judge`)."""
         from stages.melody import MelodyExtractor
 
-        # One process does all the eval's work, so it takes every core (melody.threads is per worker).
-        self.stage = MelodyExtractor.from_params({**(melody_params or {}), "threads": 0})
+        # melody.threads as configured: at another count the salience may differ in its last bits
+        self.stage = MelodyExtractor.from_params(melody_params)
         self.stage.setup()
 
     def score(self, wav: np.ndarray, sample_rate: int, truth: tuple[np.ndarray, np.ndarray]) -> MelodyScore:

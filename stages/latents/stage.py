@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import config_hash, config_to_dict
-from pipeline.stage import FeatureExtractor, FeatureSpec, TrackContext
+from pipeline.stage import FeatureExtractor, FeatureSpec, TrackContext, pinned
 from stages.latents.chunking import encode_chunked
 from stages.latents.codec import CODECS, Codec, CodecError, make_codec
 from stages.latents.config import LatentsConfig
@@ -75,6 +75,7 @@ class LatentsExtractor(FeatureExtractor):
     def setup(self) -> None:
         _ = self.codec
 
+    @pinned
     def encode(self, wav: np.ndarray) -> np.ndarray:
         """(N,) mono at the codec rate -> (T, D) float32 latents, chunked as configured."""
         return encode_chunked(self.codec, wav, self.config.chunk_seconds, self.config.chunk_context_seconds)

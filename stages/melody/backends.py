@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
+from pipeline.stage import DEFAULT_NUMERIC_THREADS
 from stages.melody.chunking import SalienceModel
 from stages.melody.weights import read_weights
 
@@ -22,19 +23,23 @@ def available_cores() -> int:
 
 
 def resolve_threads(threads: int) -> int:
-    """``threads`` if positive, else all available cores."""
+    """``threads`` if positive, else all available cores (benchmarks only: a stage's thread count
+    is always explicit, see ``MelodyConfig.threads``)."""
     return threads if threads > 0 else available_cores()
 
 
 def load_salience_model(model: str, backend: str = "torch", weights_dir: str | Path | None = None,
-                        threads: int = 0, device: str = "cpu") -> SalienceModel:
-    """Build ``model`` (e.g. ``"multif0"``) on ``backend`` with its weights loaded.
+                        threads: int = DEFAULT_NUMERIC_THREADS, device: str = "cpu") -> SalienceModel:
+    """Build ``model`` (e.g. ``"multif0"``) on ``backend`` with its weights loaded; every prediction
+    runs with ``threads`` threads (torch: pinned per call; keras: TensorFlow's pools, fixed at import).
 
     Raises:
         WeightsError: the weight file is missing or malformed (the message says where to put it).
+        ValueError: ``threads`` < 1 (the salience must not depend on the machine's core count).
     """
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
     weights = read_weights(model, weights_dir)
-    threads = resolve_threads(threads)
     if backend == "torch":
         from stages.melody.model_torch import TorchSalienceModel
 

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pipeline.config import ConfigError
 from pipeline.constants import LATENT_FRAME_RATE
+from pipeline.stage import DEFAULT_NUMERIC_THREADS
 from stages.melody.constants import (
     JASCO_SALIENCE_THRESHOLD,
     MODEL_NAMES,
@@ -25,8 +26,11 @@ class MelodyConfig:
     #: Folder with the ``<model>.h5`` files; null: $CHORDFLOW_DEEPSALIENCE_WEIGHTS, else
     #: ~/.cache/chordflow/deepsalience (`chordflow melody fetch-weights` fills it).
     weights_dir: str | None = None
-    #: Intra-op threads per worker process; 0 = all cores this process may use.
-    threads: int = 0
+    #: Threads the salience numerics (torch or TensorFlow, and BLAS) run with, in every worker and
+    #: in the eval/generate code. In the params hash: another count may change the last float bits
+    #: (DeepSalience at 1 vs 2 threads: up to 2.4e-7), the same count gives identical shards on every
+    #: executor and machine. Must be explicit (>= 1): "all cores" would tie the output to the machine.
+    threads: int = DEFAULT_NUMERIC_THREADS
     #: ``cpu`` or ``cuda[:n]`` (torch backend only).
     device: str = "cpu"
     #: Frames kept per model call (~11.6 s); peak memory ~0.6 MB per frame and window in flight.
@@ -48,8 +52,12 @@ class MelodyConfig:
             problems.append("the keras backend runs on the cpu; use backend torch for a GPU")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             problems.append(f"device {self.device!r} is not cpu or cuda[:n]")
-        if self.threads < 0 or self.chunk_frames < 1 or self.batch_size < 1:
-            problems.append("threads must be >= 0, chunk_frames and batch_size >= 1")
+        if self.threads < 1:
+            problems.append(f"threads must be >= 1, got {self.threads} (0, all cores, is no longer accepted: the "
+                            "salience would depend on the machine's core count; give the count, e.g. SLURM's "
+                            "cpus_per_task)")
+        if self.chunk_frames < 1 or self.batch_size < 1:
+            problems.append("chunk_frames and batch_size must be >= 1")
         if self.overlap_frames < TIME_RECEPTIVE_RADIUS:
             problems.append(f"overlap_frames {self.overlap_frames} < the receptive radius {TIME_RECEPTIVE_RADIUS}: "
                             "chunk edges would change the salience")

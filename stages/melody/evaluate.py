@@ -94,6 +94,7 @@ def evaluate_corpus(clips: Iterable[tuple[str, str, Path]], stage: MelodyConfig,
     from tqdm import tqdm
 
     from pipeline.audio import load_audio
+    from pipeline.threads import pinned_threads
     from stages.melody.backends import load_salience_model
     from stages.melody.chunking import predict_salience
     from stages.melody.constants import SAMPLE_RATE
@@ -102,8 +103,8 @@ def evaluate_corpus(clips: Iterable[tuple[str, str, Path]], stage: MelodyConfig,
     clips = list(clips)
     if not clips:
         raise ValueError("no clip with a truth file to evaluate")
-    # One process does all the work here, so it takes every core (melody.threads is per worker).
-    models = {name: load_salience_model(name, stage.backend, stage.weights_dir, 0, stage.device)
+    # melody.threads as for the stage: another count may change the salience in its last bits
+    models = {name: load_salience_model(name, stage.backend, stage.weights_dir, stage.threads, stage.device)
               for name in eval_cfg.models}
     store = None
     if features_dir is not None:
@@ -114,7 +115,8 @@ def evaluate_corpus(clips: Iterable[tuple[str, str, Path]], stage: MelodyConfig,
     for track_id, audio_path, truth_path in tqdm(clips, desc="melody eval", unit="clip", disable=not progress):
         ref_times, ref_f0 = read_truth_melody(truth_path)
         samples, sr = load_audio(audio_path, sample_rate=SAMPLE_RATE, channels=1)
-        hcqt = compute_hcqt(samples[0], sr)
+        with pinned_threads(stage.threads):  # the HCQT's BLAS products too, as in the stage
+            hcqt = compute_hcqt(samples[0], sr)
         times = frame_times(hcqt.shape[-1])
         for name, model in models.items():
             salience = predict_salience(model, hcqt, stage.chunk_frames, stage.batch_size, stage.overlap_frames)

@@ -18,14 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.stage import FeatureExtractor, FeatureSpec
+from pipeline.stage import FeatureExtractor, FeatureSpec, pinned
 from stages.melody.config import MelodyConfig
 from stages.melody.constants import JASCO_N_SEMITONES, SAMPLE_RATE
 
 
 class MelodyExtractor(FeatureExtractor):
+    """``numeric_threads`` is ``melody.threads`` (the base class reads ``config.threads``)."""
+
     name = "melody"
-    version = "1"
+    # 2: the salience is computed at melody.threads in every process (was: all cores in serial runs)
+    version = "2"
     config_class = MelodyConfig
 
     def __init__(self, config: MelodyConfig) -> None:
@@ -57,6 +60,7 @@ class MelodyExtractor(FeatureExtractor):
             cfg = self.config
             self._model = load_salience_model(cfg.model, cfg.backend, cfg.weights_dir, cfg.threads, cfg.device)
 
+    @pinned
     def salience(self, samples: np.ndarray, sr: int) -> np.ndarray:
         """(C, N) float32 audio -> (360, T) salience of the configured model at 86.13 fps."""
         from pipeline.audio import resample

@@ -15,9 +15,21 @@ import numpy as np
 from stages.melody.constants import BN_EPSILON, CONV_LAYERS, N_BINS, N_INPUT_CHANNELS
 from stages.melody.weights import DeepSalienceWeights
 
+#: TensorFlow inter-op threads at most (DeepSalience is a chain of ops: more would idle).
+MAX_INTER_OP_THREADS = 2
+
+
+class TensorFlowThreadsError(RuntimeError):
+    """TensorFlow is already initialised with another intra-op thread count than the one asked for."""
+
 
 def import_keras(threads: int):
-    """Import Keras on the TensorFlow backend with ``threads`` intra-op threads (0 = TF default)."""
+    """Import Keras on the TensorFlow backend with ``threads`` intra-op threads.
+
+    TensorFlow's pools are fixed when it initialises (``pipeline.threads`` cannot change them) and
+    its convolutions round differently at 1 and 2 intra-op threads (9.5e-7 on DeepSalience), so the
+    count is set here and a process whose TensorFlow already runs at another count is refused.
+    """
     if "keras" in sys.modules:
         import keras
 
@@ -30,18 +42,23 @@ def import_keras(threads: int):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no oneDNN/CUDA banner on every worker
     import tensorflow as tf
 
-    if threads > 0:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
-        except RuntimeError:  # TF already initialised in this process: its thread pools are fixed
-            pass
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        # inter-op threads only run independent ops side by side; each op's numerics are unchanged
+        tf.config.threading.set_inter_op_parallelism_threads(min(threads, MAX_INTER_OP_THREADS))
+    except RuntimeError:  # TF already initialised in this process: its thread pools are fixed
+        pass
+    if tf.config.threading.get_intra_op_parallelism_threads() != threads:
+        raise TensorFlowThreadsError(
+            f"TensorFlow is already initialised in this process with "
+            f"{tf.config.threading.get_intra_op_parallelism_threads() or 'all'} intra-op threads; the keras "
+            f"backend needs {threads} (melody.threads) set before TensorFlow starts: run it in a fresh process")
     import keras
 
     return keras
 
 
-def build_keras_model(weights: DeepSalienceWeights, threads: int = 0):
+def build_keras_model(weights: DeepSalienceWeights, threads: int = 1):
     """The original `model_def()` (channels-last input (batch, 360, T, 6)) with ``weights`` set."""
     keras = import_keras(threads)
     layers = keras.layers

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pipeline.threads import pinned_threads
 from stages.melody.constants import BN_EPSILON, CONV_LAYERS, N_BINS, N_INPUT_CHANNELS
 from stages.melody.weights import DeepSalienceWeights
 
@@ -135,19 +136,20 @@ class TorchSalienceModel:
     backend = "torch"
 
     def __init__(self, weights: DeepSalienceWeights, threads: int, device: str = "cpu") -> None:
-        if threads > 0 and torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
         if device.startswith("cuda"):
             # TF32 convolutions would lose parity with the float32 reference (~1e-3 differences).
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
         self.name = weights.name
         self.device = torch.device(device)
-        self.net = DeepSalienceNet().load_keras_weights(weights).to(self.device)
+        #: Every call computes at this count (its sums round differently at 1 and 2 threads).
+        self.threads = threads
+        with pinned_threads(threads):  # the weight spectra are computed here (torch may be new here)
+            self.net = DeepSalienceNet().load_keras_weights(weights).to(self.device)
 
     def predict(self, hcqt: np.ndarray) -> np.ndarray:
         if hcqt.ndim != 4 or hcqt.shape[1:3] != (N_INPUT_CHANNELS, N_BINS):
             raise ValueError(f"expected HCQT batch (B, {N_INPUT_CHANNELS}, {N_BINS}, L), got {hcqt.shape}")
-        with torch.inference_mode():
+        with pinned_threads(self.threads), torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(hcqt, dtype=np.float32)).to(self.device)
             return self.net(x).cpu().numpy()
