@@ -53,7 +53,8 @@ from pipeline.atomic import atomic_write_text  # noqa: E402
 from pipeline.config import read_params  # noqa: E402
 from pipeline.executors import ExecutorConfig, SlurmConfig, make_executor  # noqa: E402
 from pipeline.planning import ShardingConfig  # noqa: E402
-from pipeline.runner import cached_stage, run_stage  # noqa: E402
+from pipeline.runner import run_stage  # noqa: E402
+from pipeline.shard_task import cached_stage  # noqa: E402
 
 DEFAULT_MANIFEST = "manifests/demo.parquet"
 STAGES = ("loudness", "chords", "drums", "melody", "latents")

@@ -1,6 +1,6 @@
 """``chordflow metadata``, ``train``, ``train-plot``, ``generate`` and ``heldout``.
 
-Multi-GPU: ``torchrun --nproc_per_node N -m pipeline.cli train ...`` (DDP, one rank per GPU).
+Multi-GPU: ``torchrun --nproc_per_node N -m chordflow train ...`` (DDP, one rank per GPU).
 On a SLURM cluster: ``chordflow train --executor slurm`` submits the run as a requeueable job
 (submitit Checkpointable); a timed-out or preempted job resumes from its last checkpoint.
 """
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import ConfigError, load_config, load_section, read_params
+from pipeline.config import ConfigError, load_section, read_params
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -50,7 +50,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--checkpoint", required=True)
     gen.add_argument("--prompts", required=True, help="JSONL: description, chords, drums, melody, duration ...")
     gen.add_argument("--out", required=True, help="folder for clips/*.wav and report.json")
-    gen.add_argument("--params", default="params.yaml", help="generate section (+ drums/melody for references)")
+    gen.add_argument("--params", default="params.yaml", help="generate section, over the checkpoint's "
+                     "recommended settings (+ drums/melody for references)")
     gen.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a generate param, e.g. --set steps=32 --set solver=dopri5")
     gen.add_argument("--no-progress", action="store_true")
@@ -85,21 +86,22 @@ def _params(path: str) -> dict[str, Any]:
 
 
 def run_training(paths: Any, model_params: Any, train_cfg: Any, continue_from: str | None = None,
-                 progress: bool = True, stop_at: int | None = None) -> dict[str, Any]:
+                 progress: bool = True, stop_at: int | None = None, generate: Any = None) -> dict[str, Any]:
     """Build a :class:`Trainer` and run it (module level so SLURM jobs can pickle it)."""
     from model.train import Trainer
 
-    return Trainer(paths, model_params, train_cfg, continue_from).run(progress=progress, stop_at=stop_at)
+    return Trainer(paths, model_params, train_cfg, continue_from, generate).run(progress=progress, stop_at=stop_at)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from model.config import ModelParams, TrainConfig
+    from model.config import GenerateConfig, ModelParams, TrainConfig
     from model.train import TrainPaths
 
     try:
         params = _params(args.params)
         model_params = load_section(ModelParams, "model", params)
         cfg = load_section(TrainConfig, "train", params)
+        generate = load_section(GenerateConfig, "generate", params)  # recorded in the checkpoint
         if args.steps is not None:
             cfg = dataclasses.replace(cfg, steps=args.steps)
     except ConfigError as exc:
@@ -107,13 +109,13 @@ def _train(args: argparse.Namespace) -> int:
         return 2
     paths = TrainPaths(manifest=args.manifest, latents=args.latents, chords=args.chords, melody=args.melody,
                        stats=args.stats, out_dir=args.out, metadata=args.metadata)
-    call = (paths, model_params, cfg, args.continue_from, not args.no_progress, args.stop_at)
+    call = (paths, model_params, cfg, args.continue_from, not args.no_progress, args.stop_at, generate)
     try:
         if args.executor == "slurm":
-            from pipeline.runner import build_executor_from_params
+            from pipeline.executors import executor_from_params
 
-            with build_executor_from_params(params, backend="slurm") as executor:
-                future = executor.submit(run_training, *call[:4], False, args.stop_at)
+            with executor_from_params(params, backend="slurm") as executor:
+                future = executor.submit(run_training, *call[:4], False, args.stop_at, generate)
                 print(f"submitted SLURM job {future.job_id}; logs {future.stdout_path}", file=sys.stderr)
                 summary = future.result()
         else:
@@ -137,17 +139,12 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from model.config import GenerateConfig
-    from model.generate import generate_batch_file
-    from model.sample import MusicGenerator
+    from model.generate import generate_batch_file, load_generator
 
     try:
         params = _params(args.params)
-        overrides = dict(item.split("=", 1) for item in args.set)
-        section = {**(params.get("generate") or {}), **{k: _scalar(v) for k, v in overrides.items()}}
-        cfg = load_config(GenerateConfig, section, where="generate")
-        generator = MusicGenerator.from_checkpoint(args.checkpoint, device=cfg.device, use_ema=cfg.use_ema)
-        generator.params = cfg
+        overrides = {key: _scalar(value) for key, value in (item.split("=", 1) for item in args.set)}
+        generator = load_generator(args.checkpoint, params.get("generate"), overrides)
         report = generate_batch_file(generator, args.prompts, args.out, params, progress=not args.no_progress)
     except (ConfigError, ValueError, OSError) as exc:
         print(f"chordflow generate: {exc}", file=sys.stderr)

@@ -2,7 +2,8 @@
 
 ``ModelConfig`` is everything needed to rebuild the network: the size preset from params plus the
 data-dependent sizes (latent and drum channels, chord vocabulary, text width) filled in by the
-trainer. The checkpoint stores it as a dict, so the sampler rebuilds the model from the file alone.
+trainer. The run artifact (model/artifact.py) stores it, so the sampler rebuilds the model from the
+file alone. ``ArchitectureConfig`` holds the settings both share, so each has a single default.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ PRESETS: dict[str, dict[str, int]] = {
     "small": {"dim": 512, "layers": 8, "heads": 8},
     "jasco": {"dim": 1024, "layers": 24, "heads": 16},    # JASCO-scale, for GPU clusters
 }
+DEFAULT_PRESET = "tiny"
 
 CONDITION_NAMES: tuple[str, ...] = ("chords", "drums", "melody", "text")
 
@@ -47,13 +49,12 @@ class TextConfig:
 
 
 @dataclass(frozen=True)
-class ModelParams:
-    """The ``model`` section of params.yaml."""
+class ArchitectureConfig:
+    """The network's shape settings that params give directly (the rest comes from preset and data).
 
-    preset: str = "tiny"
-    dim: int | None = None
-    layers: int | None = None
-    heads: int | None = None
+    ``ModelParams`` and ``ModelConfig`` both inherit these, so each has one default, here.
+    """
+
     mlp_ratio: float = 4.0
     #: Latent frames stacked into one transformer token (2 halves the sequence length).
     frames_per_token: int = 2
@@ -66,31 +67,33 @@ class ModelParams:
     #: (JASCO feeds them once, at the input; a small model then follows chords less closely).
     condition_every_layer: bool = False
     sigma_min: float = 1e-5
+
+
+@dataclass(frozen=True)
+class ModelParams(ArchitectureConfig):
+    """The ``model`` section of params.yaml."""
+
+    preset: str = DEFAULT_PRESET
+    dim: int | None = None
+    layers: int | None = None
+    heads: int | None = None
     dropout: DropoutConfig = field(default_factory=DropoutConfig)
     text: TextConfig = field(default_factory=TextConfig)
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """All sizes the network needs; stored in every checkpoint."""
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig(ArchitectureConfig):
+    """All sizes the network needs; stored in every checkpoint (keyword-only arguments)."""
 
     latent_dim: int
     drum_dim: int
     text_dim: int
-    dim: int = 256
-    layers: int = 4
-    heads: int = 4
-    mlp_ratio: float = 4.0
-    frames_per_token: int = 2
+    dim: int = PRESETS[DEFAULT_PRESET]["dim"]
+    layers: int = PRESETS[DEFAULT_PRESET]["layers"]
+    heads: int = PRESETS[DEFAULT_PRESET]["heads"]
     chord_vocab_size: int = JASCO_CHORD_VOCAB_SIZE
     melody_bins: int = JASCO_N_SEMITONES
-    chord_embed_dim: int = 64
-    melody_embed_dim: int = 64
-    drum_embed_dim: int = 64
-    drum_pool_frames: int = 3
-    condition_every_layer: bool = False
     frame_rate: float = LATENT_FRAME_RATE
-    sigma_min: float = 1e-5
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -111,13 +114,9 @@ def model_config_from_params(params: ModelParams, *, latent_dim: int, drum_dim: 
             size[key] = getattr(params, key)
     if size["dim"] % size["heads"]:
         raise ValueError(f"model: dim {size['dim']} is not divisible by heads {size['heads']}")
-    return ModelConfig(
-        latent_dim=latent_dim, drum_dim=drum_dim, text_dim=text_dim, frame_rate=frame_rate,
-        chord_vocab_size=chord_vocab_size, mlp_ratio=params.mlp_ratio,
-        frames_per_token=params.frames_per_token, chord_embed_dim=params.chord_embed_dim,
-        melody_embed_dim=params.melody_embed_dim, drum_embed_dim=params.drum_embed_dim,
-        drum_pool_frames=params.drum_pool_frames, condition_every_layer=params.condition_every_layer,
-        sigma_min=params.sigma_min, **size)
+    shared = {f.name: getattr(params, f.name) for f in dataclasses.fields(ArchitectureConfig)}
+    return ModelConfig(latent_dim=latent_dim, drum_dim=drum_dim, text_dim=text_dim, frame_rate=frame_rate,
+                       chord_vocab_size=chord_vocab_size, **shared, **size)
 
 
 @dataclass(frozen=True)

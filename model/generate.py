@@ -8,26 +8,33 @@ Every key but ``description`` is optional; ``drums`` is reference audio whose dr
 project's drums stage separates and the model's codec encodes; ``melody`` is audio (run through
 the melody stage) or a (T, 53) / (53, T) matrix at the model frame rate. ``score_chords`` is the
 progression an evaluation scores against when ``chords`` is withheld (held-out tests).
+Settings: the checkpoint's recommended ones (the ``generate`` params it was trained with), then the
+given params ``generate`` section, then ``--set`` overrides (:func:`generation_settings`).
 Writes ``DIR/clips/<id>.wav`` (loudness-normalised) and ``DIR/report.json`` (the format that
 ``chordflow eval`` reads); a bad line is reported in ``rejects`` and the rest still run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import soundfile as sf
 import torch
 from tqdm.auto import tqdm
 
+from model.artifact import RunArtifact
+from model.checkpoint import load_artifact
+from model.config import GenerateConfig
 from model.sample import MusicGenerator
 from pipeline.atomic import atomic_path, atomic_write_text
+from pipeline.config import load_config
 
 REPORT_FORMAT = "chordflow.generation/1"
 PEAK_LIMIT = 0.99
@@ -49,6 +56,23 @@ class Prompt:
     melody_path: Path | None = None
     seed: int | None = None
     controls: dict[str, Any] = field(default_factory=dict)
+
+
+def generation_settings(artifact: RunArtifact, section: Mapping[str, Any] | None = None,
+                        overrides: Mapping[str, Any] | None = None) -> GenerateConfig:
+    """The run's recommended settings, then a params ``generate`` section, then single overrides."""
+    values = {**dataclasses.asdict(artifact.generate), **(section or {}), **(overrides or {})}
+    return load_config(GenerateConfig, values, where="generate")
+
+
+def load_generator(checkpoint: str | Path, section: Mapping[str, Any] | None = None,
+                   overrides: Mapping[str, Any] | None = None) -> MusicGenerator:
+    """A :class:`MusicGenerator` of ``checkpoint`` with :func:`generation_settings` applied."""
+    artifact = load_artifact(checkpoint)
+    cfg = generation_settings(artifact, section, overrides)
+    generator = MusicGenerator(artifact, device=cfg.device, use_ema=cfg.use_ema)
+    generator.params = cfg
+    return generator
 
 
 def read_prompts(path: str | Path, default_duration: float) -> tuple[list[Prompt], list[dict[str, str]]]:

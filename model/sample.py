@@ -1,6 +1,6 @@
-"""Sampling: a JASCO-like Python API over a checkpoint.
+"""Sampling: a JASCO-like Python API over a checkpoint's run artifact.
 
-    gen = MusicGenerator.from_checkpoint("models/demo/checkpoint.pt")
+    gen = MusicGenerator.from_checkpoint("models/demo/checkpoint.pt")   # the run's generate settings
     gen.set_generation_params(cfg_coef_all=5.0, cfg_coef_txt=0.0, solver="euler", steps=16, duration=10)
     wavs = gen.generate_music(["calm piano"], chords=[("C", 0.0), ("G", 2.5)], progress=True)  # (B, N)
 
@@ -22,17 +22,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from model.checkpoint import load_checkpoint, model_from_checkpoint
+from model.artifact import RunArtifact
+from model.checkpoint import load_artifact, model_from_artifact
 from model.conditioners import Conditions
-from model.config import CONDITION_NAMES, GenerateConfig, TextConfig
+from model.config import CONDITION_NAMES
+from model.device import resolve_device
 from model.path import CondOTPath
 from model.solver import solve
 from model.text import TextEncoder
-from model.train import resolve_device
 from stages.chords.frames import timeline_to_frames
-from stages.chords.vocab import Vocabulary
-from stages.latents.codec import Codec, make_codec
-from stages.latents.stats import NormalisationStats
+from stages.latents.codec import Codec
 from stages.melody.jasco import melody_index, one_hot
 
 Timeline = Sequence[tuple[str, float]]
@@ -64,28 +63,31 @@ def _is_timeline(value: Any) -> bool:
 
 
 class MusicGenerator:
-    """A trained model, its codec, text encoder and normalisation, ready to sample."""
+    """A trained model, its codec, text encoder and normalisation, ready to sample.
 
-    def __init__(self, payload: dict[str, Any], device: str = "auto", use_ema: bool = True,
+    Starts from the artifact's recommended generation settings (the ``generate`` params the run was
+    trained with), as ``chordflow generate`` does; ``device`` and ``use_ema`` default to them too.
+    """
+
+    def __init__(self, artifact: RunArtifact, device: str | None = None, use_ema: bool | None = None,
                  codec: Codec | None = None) -> None:
-        self.device = resolve_device(device)
-        self.payload = payload
-        self.model = model_from_checkpoint(payload, use_ema=use_ema).to(self.device)
+        self.artifact = artifact
+        self.params = artifact.generate
+        self.device = resolve_device(device if device is not None else self.params.device)
+        use_ema = self.params.use_ema if use_ema is None else use_ema
+        self.model = model_from_artifact(artifact, use_ema=use_ema).to(self.device)
         self.config = self.model.config
-        self.stats = NormalisationStats(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["stats"].items()})
-        self.normalisation = payload["normalisation"]
-        vocab = payload["vocabulary"]
-        self.vocabulary = Vocabulary(vocab["mapping"], name=vocab["name"], slash_fallback=vocab["slash_fallback"])
-        self.codec = codec or make_codec(payload["codec"]["name"], payload["codec"]["options"])
-        text_params = payload["model_params"]["text"]
-        self.text_encoder = TextEncoder(TextConfig(**text_params), device=self.device)
+        self.stats = artifact.stats
+        self.normalisation = artifact.normalisation
+        self.vocabulary = artifact.vocabulary.build()
+        self.codec = codec or artifact.codec.build()
+        self.text_encoder = TextEncoder(artifact.text, device=self.device)
         self.path = CondOTPath(self.config.sigma_min)
-        self.params = GenerateConfig()
 
     @classmethod
-    def from_checkpoint(cls, path: str, device: str = "auto", use_ema: bool = True) -> "MusicGenerator":
-        """Rebuild everything from the checkpoint file alone."""
-        return cls(load_checkpoint(path), device=device, use_ema=use_ema)
+    def from_checkpoint(cls, path: str, device: str | None = None, use_ema: bool | None = None) -> "MusicGenerator":
+        """Rebuild everything from the checkpoint file's run artifact alone."""
+        return cls(load_artifact(path), device=device, use_ema=use_ema)
 
     @property
     def sample_rate(self) -> int:

@@ -4,7 +4,8 @@ One step: a batch of crops (model/data.py), noise x0 and times t ~ U(0, 1), a ke
 drops conditions (per condition and all at once), the velocity loss of the OT path, AdamW with
 warmup + cosine decay, gradient clipping, an EMA of the weights. All randomness of step s is
 drawn from generators seeded by (seed, rank, s), so resuming at step s replays exactly.
-Checkpoints go to ``OUT/checkpoint.pt`` every ``checkpoint_every`` steps and at the end;
+Checkpoints (a run artifact + the training state, model/checkpoint.py) go to ``OUT/checkpoint.pt``
+every ``checkpoint_every`` steps and at the end;
 ``OUT/losses.tsv`` and ``OUT/val_losses.tsv`` are DVC plots, ``OUT/train.json`` the summary.
 """
 
@@ -24,10 +25,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from model.artifact import CodecSpec, Provenance, RunArtifact, TrainingState, VocabularySpec
+from model.checkpoint import Checkpoint, CheckpointError, load_artifact, load_checkpoint, save_checkpoint
 from model.conditioners import Conditions, keep_mask_from_flags, sample_keep_mask
-from model.config import ModelParams, TrainConfig, model_config_from_params
+from model.config import GenerateConfig, ModelConfig, ModelParams, TrainConfig, model_config_from_params
 from model.data import Batch, CropSampler, FeatureSource, Transposition, chord_transposition_table
+from model.device import resolve_device
 from model.metadata import load_track_metadata, tracks_of
 from model.network import FlowTransformer
 from model.path import CondOTPath
@@ -67,10 +70,18 @@ def step_generator(seed: int, rank: int, step: int, stream: int = 0) -> torch.Ge
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def run_identity(model_params: ModelParams, cfg: TrainConfig, model_config: ModelConfig, stats_frames: int,
+                 world: int) -> str:
+    """What must match for a checkpoint in OUT to be resumed (else training starts afresh)."""
+    return json.dumps({"model_params": dataclasses.asdict(model_params), "train_config": dataclasses.asdict(cfg),
+                       "model_config": model_config.to_dict(), "stats_frames": stats_frames, "world": world},
+                      sort_keys=True)
+
+
+def _saved_identity(saved: Checkpoint) -> str:
+    state = saved.training
+    return run_identity(state.model_params, state.train_config, saved.artifact.model_config,
+                        saved.artifact.stats.frames, state.world)
 
 
 def chord_vocabulary(chords_dir: str | Path) -> Vocabulary:
@@ -80,11 +91,16 @@ def chord_vocabulary(chords_dir: str | Path) -> Vocabulary:
 
 
 class Trainer:
-    """Holds model, optimiser, data and text encoder of one training run."""
+    """Holds model, optimiser, data and text encoder of one training run.
+
+    ``generate`` (params ``generate``) does not affect training; the checkpoint records it as the
+    run's recommended generation settings, which the sampler starts from.
+    """
 
     def __init__(self, paths: TrainPaths, model_params: ModelParams, cfg: TrainConfig,
-                 continue_from: str | None = None) -> None:
+                 continue_from: str | None = None, generate: GenerateConfig | None = None) -> None:
         self.paths, self.model_params, self.cfg = paths, model_params, cfg
+        self.generate = generate if generate is not None else GenerateConfig()
         self.rank, self.world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
         self.device = resolve_device(cfg.device)
         if self.world > 1:
@@ -96,8 +112,8 @@ class Trainer:
             remove_stale_temp_files(self.out_dir)  # left by a run killed while writing a checkpoint
         self.stats = NormalisationStats.load(paths.stats)
         latents_store = StageStore(paths.latents)
-        self.codec = {"name": latents_store.info.params["codec"], "options": latents_store.info.params.get(
-            latents_store.info.params["codec"], {})}
+        codec_name = latents_store.info.params["codec"]
+        self.codec = CodecSpec(name=codec_name, options=latents_store.info.params.get(codec_name, {}))
         self.vocabulary = chord_vocabulary(paths.chords)
         self.text_encoder = TextEncoder(model_params.text, device=self.device)
         metadata = load_track_metadata(paths.manifest, paths.metadata)
@@ -140,9 +156,7 @@ class Trainer:
     def _transposition(self) -> Transposition | None:
         if self.cfg.transpose_semitones <= 0:
             return None
-        from stages.latents.codec import make_codec
-
-        codec = make_codec(self.codec["name"], self.codec["options"])
+        codec = self.codec.build()
         codec.transpose(np.zeros((1, codec.dim), dtype=np.float32), 1)  # CodecError if it cannot
         return Transposition(codec=codec, chord_table=chord_transposition_table(self.vocabulary.labels, self.vocabulary),
                              max_semitones=self.cfg.transpose_semitones, probability=self.cfg.transpose_probability)
@@ -160,52 +174,58 @@ class Trainer:
         return torch.device("cpu")
 
     # ----------------------------------------------------------------- checkpoints
-    def _identity(self) -> dict[str, Any]:
-        """What must match for a checkpoint in OUT to be resumed (else training starts afresh)."""
-        return {"model_params": dataclasses.asdict(self.model_params), "train_config": dataclasses.asdict(self.cfg),
-                "model_config": self.model_config.to_dict(), "stats_frames": self.stats.frames,
-                "world": self.world}
+    def _identity(self) -> str:
+        return run_identity(self.model_params, self.cfg, self.model_config, self.stats.frames, self.world)
 
     def _restore(self, continue_from: str | None) -> None:
         own = self.out_dir / CHECKPOINT_NAME
         if own.is_file():
-            payload = load_checkpoint(own, self.device)
-            if json.dumps(payload.get("identity"), sort_keys=True) == json.dumps(self._identity(), sort_keys=True):
-                self.model.load_state_dict(payload["model"])
-                self.ema = {k: v.to(self.device) for k, v in payload["ema"].items()}
-                self.optimizer.load_state_dict(payload["optimizer"])
-                self.scheduler.load_state_dict(payload["scheduler"])
-                torch.set_rng_state(payload["rng"]["torch"])
-                self.step, self.losses, self.val_rows = payload["step"], payload["losses"], payload["val_losses"]
+            saved = load_checkpoint(own, self.device)
+            if saved.training is not None and _saved_identity(saved) == self._identity():
+                self._resume(saved.artifact, saved.training)
                 self.resumed_from = str(own)
                 return
             tqdm.write(f"{own}: made with other params; training starts afresh (the old checkpoint is replaced)")
         if continue_from:
-            payload = load_checkpoint(continue_from, self.device)
-            if payload["model_config"] != self.model_config.to_dict():
-                raise CheckpointError(f"{continue_from}: model config differs from model params; cannot fine-tune")
-            self.model.load_state_dict(payload["ema"] if payload.get("ema") is not None else payload["model"])
-            self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self._start_from_weights(continue_from)
 
-    def checkpoint_payload(self) -> dict[str, Any]:
-        return {
-            "identity": self._identity(), "model_config": self.model_config.to_dict(),
-            "model_params": dataclasses.asdict(self.model_params), "train_config": dataclasses.asdict(self.cfg),
-            "stats": dataclasses.asdict(self.stats), "normalisation": self.cfg.normalisation,
-            "codec": self.codec, "vocabulary": {"mapping": self.vocabulary.mapping(), "name": self.vocabulary.name,
-                           "slash_fallback": self.vocabulary.slash_fallback},
-            "text": self.text_encoder.describe(), "step": self.step,
-            "model": self.model.state_dict(), "ema": self.ema,
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "seed": self.cfg.seed},
-            "data": {"position": self.step, "segment_frames": self.segment_frames, "rank_world": self.world},
-            "losses": self.losses, "val_losses": self.val_rows,
-        }
+    def _resume(self, artifact: RunArtifact, state: TrainingState) -> None:
+        self.model.load_state_dict(artifact.model_weights)
+        self.ema = {k: v.to(self.device) for k, v in artifact.weights(use_ema=True).items()}
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scheduler.load_state_dict(state.scheduler)
+        torch.set_rng_state(state.torch_rng.cpu())  # loading maps it to the run's device; the CPU RNG needs it here
+        self.step, self.losses, self.val_rows = state.step, state.losses, state.val_losses
+
+    def _start_from_weights(self, path: str) -> None:
+        """Fine-tuning: the (EMA) weights of another run's artifact, fresh optimisation."""
+        artifact = load_artifact(path, self.device)
+        if artifact.model_config != self.model_config:
+            raise CheckpointError(f"{path}: model config differs from model params; cannot fine-tune")
+        self.model.load_state_dict(artifact.weights(use_ema=True))
+        self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def artifact(self) -> RunArtifact:
+        """What sampling this run's model needs (nothing of the optimisation)."""
+        return RunArtifact(
+            model_config=self.model_config, codec=self.codec, vocabulary=VocabularySpec.of(self.vocabulary),
+            stats=self.stats, normalisation=self.cfg.normalisation, text=self.model_params.text,
+            generate=self.generate, model_weights=self.model.state_dict(), ema_weights=self.ema,
+            provenance=Provenance(steps=self.step, text_source=self.text_encoder.source,
+                                  torch_version=str(torch.__version__)))  # TorchVersion is not plain data
+
+    def training_state(self) -> TrainingState:
+        """What resuming needs beyond the artifact."""
+        return TrainingState(
+            model_params=self.model_params, train_config=self.cfg, world=self.world, step=self.step,
+            segment_frames=self.segment_frames, optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(), torch_rng=torch.get_rng_state(), losses=self.losses,
+            val_losses=self.val_rows)
 
     def save(self) -> None:
         if self.rank != 0:
             return
-        save_checkpoint(self.out_dir / CHECKPOINT_NAME, self.checkpoint_payload())
+        save_checkpoint(self.out_dir / CHECKPOINT_NAME, self.artifact(), self.training_state())
         self.write_loss_files()
 
     def write_loss_files(self) -> None:

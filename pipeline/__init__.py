@@ -1,4 +1,8 @@
-"""chordflow data plane: audio loading, manifests, shard store, executors and the CLI."""
+"""chordflow data plane: audio loading, manifests, shard store, executors and the stage runner.
+
+The bottom layer: it names no stage and no model (``tests/test_layers.py``); the ``chordflow`` command
+that wires everything together is the top-level ``chordflow`` package.
+"""
 
 from pipeline.numba_cache import configure as _configure_numba_cache
 

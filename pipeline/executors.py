@@ -23,6 +23,8 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Protocol
 
 import submitit
 
+from pipeline.config import load_config
+
 #: Seconds before the end of its time limit that SLURM warns a job (submitit's signal), so the
 #: task can checkpoint and requeue itself; capped at half the limit for very short limits.
 SLURM_SIGNAL_DELAY_S = 90
@@ -374,6 +376,17 @@ def slurm_parameters(config: SlurmConfig) -> dict[str, Any]:
     if config.gpus_per_node > 0:  # "--gpus-per-node=0" is rejected by clusters without GRES
         parameters["gpus_per_node"] = config.gpus_per_node
     return parameters
+
+
+def executor_from_params(params: Mapping[str, Any], backend: str | None = None,
+                         workers: int | None = None) -> Executor:
+    """The executor of a params file's ``executor:`` section, with command-line overrides."""
+    section = dict(params.get("executor") or {})
+    if backend:
+        section["backend"] = backend
+    if workers:
+        section["workers"] = workers
+    return make_executor(load_config(ExecutorConfig, section, where="executor"))
 
 
 def make_executor(config: ExecutorConfig) -> Executor:

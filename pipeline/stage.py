@@ -10,8 +10,9 @@ Every entry point that computes (:data:`PINNED_METHODS`, overrides included, and
 any executor, evaluation or generation code. Multithreaded sums round differently at different
 thread counts, so this is what makes a stage's output independent of the executor and machine.
 
-Stages are registered lazily by module path so that listing stages does not import TensorFlow,
-Demucs or torch in processes that never run them.
+The registry maps names to "module:Class" strings and names no stage itself: stage packages
+register theirs when imported (:func:`register_stage`), installed ones are found through the
+:data:`STAGE_PROVIDERS_GROUP` entry points. Listing stages imports no TensorFlow, Demucs or torch.
 """
 
 from __future__ import annotations
@@ -184,35 +185,60 @@ class FeatureExtractor(ABC):
         """
 
 
-# name -> "module:ClassName"; modules register nothing at import time, this table is the registry.
-_REGISTRY: dict[str, str] = {
-    "loudness": "stages.loudness:LoudnessExtractor",
-    "chords": "stages.chords:ChordsExtractor",
-    "melody": "stages.melody:MelodyExtractor",
-    "drums": "stages.drums:DrumsExtractor",
-    "latents": "stages.latents:LatentsExtractor",
-}
+#: Entry-point group of packages that register stages when imported (``pyproject.toml`` names the
+#: built-in one). Loaded on the first unknown name, so library callers and worker processes find
+#: the installed stages without importing them by hand.
+STAGE_PROVIDERS_GROUP = "chordflow.stages"
+
+# name -> "module:ClassName". Stage packages fill it with strings, so registering imports nothing heavy.
+_REGISTRY: dict[str, str] = {}
+_providers_loaded = False
 
 
 def register_stage(name: str, target: str) -> None:
-    """Register ``target`` ("module:Class") under ``name`` (used by plugins and tests)."""
+    """Register ``target`` ("module:Class") under ``name`` (stage packages, plugins and tests)."""
     _REGISTRY[name] = target
 
 
+def _load_providers() -> None:
+    """Import every installed stage provider once (each calls :func:`register_stage`)."""
+    global _providers_loaded
+    if _providers_loaded:
+        return
+    _providers_loaded = True
+    from importlib.metadata import entry_points  # scans installed metadata: only when needed
+
+    explicit = dict(_REGISTRY)
+    for entry_point in entry_points(group=STAGE_PROVIDERS_GROUP):
+        entry_point.load()
+    _REGISTRY.update(explicit)  # what a caller registered by hand wins over what was found
+
+
 def available_stages() -> list[str]:
+    _load_providers()
     return sorted(_REGISTRY)
+
+
+def stage_target(name: str) -> str:
+    """The "module:Class" that ``name`` stands for (a "module:Class" is its own target).
+
+    The runner hands this to its workers, so a worker process resolves the stage without any
+    registration of its own."""
+    if ":" in name:
+        return name
+    if name not in _REGISTRY:
+        _load_providers()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown stage {name!r}; available: {', '.join(available_stages())} "
+                       "(a stage package registers its stages when imported)") from None
 
 
 def get_stage_class(name: str) -> type[FeatureExtractor]:
     """The class registered as ``name``; a "module:Class" path also works (for plugins and tests,
     and because it needs no registration in the worker processes)."""
-    if ":" in name:
-        target = name
-    else:
-        try:
-            target = _REGISTRY[name]
-        except KeyError:
-            raise KeyError(f"unknown stage {name!r}; available: {', '.join(available_stages())}") from None
+    target = stage_target(name)
     module_name, _, class_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     if not issubclass(cls, FeatureExtractor):

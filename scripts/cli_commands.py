@@ -1,10 +1,10 @@
 """Which module and function implement ``chordflow SUB [ACTION]``, read from the source (``ast``).
 
-``pipeline/cli.py`` imports each module of ``CLI_MODULES`` and calls its ``add_cli(subparsers)``.
+``chordflow/cli.py`` imports each module of ``CLI_MODULES`` and calls its ``add_cli(subparsers)``.
 Building that parser for real imports torch (a stage package ``__init__`` does), so instead
 ``add_cli`` is evaluated symbolically over the few argparse calls it makes: ``add_parser(NAME)``,
 ``add_subparsers()``, ``set_defaults(func=HANDLER)``, assignments, tuple unpacking, and calls into
-project helpers that take a parser (``pipeline.runner.add_stage_cli``), with their string
+project helpers that take a parser (``pipeline.run_cli.add_stage_cli``), with their string
 constants. ``tests/test_dvc_deps.py`` checks the result against the real parser.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from scripts.import_closure import Facts, Project, scan
 
-CLI_MODULE = "pipeline.cli"
+CLI_MODULE = "chordflow.cli"
 CLI_MODULES_NAME = "CLI_MODULES"
 ADD_CLI = "add_cli"
 #: How deep calls into parser-building helpers are followed.
@@ -59,12 +59,24 @@ _UNKNOWN = object()
 
 
 def cli_modules(project: Project, cli_module: str = CLI_MODULE) -> tuple[str, ...]:
-    """``pipeline.cli.CLI_MODULES``, read as a literal."""
+    """``chordflow.cli.CLI_MODULES``, read as a literal."""
     for stmt in project.tree(cli_module).body:
         target = stmt.target if isinstance(stmt, ast.AnnAssign) else (stmt.targets[0] if isinstance(stmt, ast.Assign) else None)
         if isinstance(target, ast.Name) and target.id == CLI_MODULES_NAME:
             return tuple(ast.literal_eval(stmt.value))
     raise LookupError(f"{cli_module} has no {CLI_MODULES_NAME}")
+
+
+def registry_providers(project: Project, cli_module: str = CLI_MODULE) -> tuple[str, ...]:
+    """Project modules the CLI module imports at its top level, for what importing them does:
+    they fill registries (``import stages`` registers the built-in stages in ``pipeline.stage``)."""
+    found: list[str] = []
+    for stmt in project.tree(cli_module).body:
+        if isinstance(stmt, ast.Import):
+            found += [alias.name for alias in stmt.names if alias.name in project.modules]
+        elif isinstance(stmt, ast.ImportFrom) and not stmt.level and stmt.module in project.modules:
+            found.append(stmt.module)
+    return tuple(found)
 
 
 def top_level_defs(tree: ast.Module) -> dict[str, ast.AST]:

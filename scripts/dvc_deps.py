@@ -8,12 +8,15 @@
 A stage's code is the static import closure (:mod:`scripts.import_closure`) of each of its
 commands: for ``chordflow SUB [ACTION]`` the module registering the subcommand (with only the code
 that command runs, :mod:`scripts.cli_commands`) and everything it imports; for ``python -m MODULE``
-that module. ``pipeline/cli.py`` is left out on purpose: it only builds the parser and calls
-``args.func``, so a help text or a new subcommand must not rerun every stage. The closure is
-written compactly: a folder when every source file under it is reached, else the files.
+that module. ``chordflow/cli.py`` is left out on purpose: it only builds the parser and calls
+``args.func``, so a help text or a new subcommand must not rerun every stage. What it imports to
+fill registries (``stages``, whose import registers the built-in stages in ``pipeline.stage``)
+counts for a command that reaches the registry it fills (a module the provider imports), and its
+entries by key as usual (:mod:`scripts.import_closure`). The closure is written compactly: a
+folder when every source file under it is reached, else the files.
 
-A dep under a project package (``pipeline/``, ``stages/``, ``model/``) is a code dep; every other
-dep (data, manifests, ...) is kept as written.
+A dep under a project package (``chordflow/``, ``pipeline/``, ``stages/``, ``model/``) is a code
+dep; every other dep (data, manifests, ...) is kept as written.
 """
 
 from __future__ import annotations
@@ -31,12 +34,12 @@ if __package__ in (None, ""):  # run as `python scripts/dvc_deps.py`: make `scri
 
 import yaml
 
-from scripts.cli_commands import CLI_MODULE, Command, command_facts, command_table, find_command
+from scripts.cli_commands import CLI_MODULE, Command, command_facts, command_table, find_command, registry_providers
 from scripts.dvc_yaml_deps import dep_group, rewrite_deps
-from scripts.import_closure import Closure, Facts, Project, close
+from scripts.import_closure import Closure, Facts, Project, close, module_facts
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES: tuple[str, ...] = ("pipeline", "stages", "model")
+PACKAGES: tuple[str, ...] = ("chordflow", "pipeline", "stages", "model")
 DVC_FILE = "dvc.yaml"
 CHORDFLOW = "chordflow"
 PYTHONS = ("python", "python3")
@@ -94,10 +97,25 @@ class Analyzer:
             handler = command.handler
             # a handler not found statically: the whole registering module counts
             whole = {command.module} if handler is None else {handler.module} - {command.module}
-            return close(self.project, facts, whole, argv, entry=command.module)
+            return self._with_providers(facts, whole, argv, command.module)
         if program.startswith(PYTHONS) and len(argv) > 2 and argv[1] == "-m" and argv[2] in self.project.modules:
             return close(self.project, Facts(), {argv[2]}, argv)
         raise ValueError(f"cannot tell what `{shlex.join(argv)}` runs (only `chordflow ...` and `python -m ...`)")
+
+    @cached_property
+    def providers(self) -> tuple[str, ...]:
+        return registry_providers(self.project, self.cli_module)
+
+    def _with_providers(self, facts: Facts, whole: set[str], argv: list[str], entry: str) -> Closure:
+        """The closure of a ``chordflow`` command, with each registry provider of the CLI module
+        whose registry (a module the provider imports) the command reaches."""
+        while True:
+            closure = close(self.project, facts, whole, argv, entry=entry)
+            wanted = {p for p in self.providers if p not in closure.modules
+                      and module_facts(self.project, p).imports & closure.modules}
+            if not wanted:
+                return closure
+            whole = whole | wanted
 
     def stage_files(self, cmd: str | list[str]) -> set[str]:
         """Repo-relative source and resource files reached by every command of a stage."""

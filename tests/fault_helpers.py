@@ -1,7 +1,7 @@
 """Helpers for the fault-injection tests: a small corpus, a stage run in its own process group,
 kills at random (seeded) points, and the checks every trial ends with.
 
-A trial starts ``python -m pipeline.cli <stage> ...`` in a new session, waits for a randomly
+A trial starts ``python -m chordflow <stage> ...`` in a new session, waits for a randomly
 chosen point of the run (a delay after start, the k-th shard on disk, or a shard being written),
 SIGKILLs a victim (the whole process group, one worker, one SLURM task), re-runs the stage and
 compares the shards byte for byte with an undisturbed run.
@@ -73,9 +73,9 @@ def stage_argv(stage: str, manifest: Path, out: Path, params: Path, executor: st
                tracks_per_shard: int, full_cli: bool = False) -> list[str]:
     """The command that runs ``stage``'s extraction with the standard run options.
 
-    ``full_cli``: ``python -m pipeline.cli <stage> extract`` (``run loudness``), the user's
+    ``full_cli``: ``python -m chordflow <stage> extract`` (``run loudness``), the user's
     command. Otherwise this module's lean launcher, which calls the same
-    :func:`pipeline.runner.run_stage_from_args` without building every subcommand's parser
+    :func:`pipeline.run_cli.run_stage_from_args` without building every subcommand's parser
     (that imports torch, ~2 s per launch, which dozens of trials cannot afford).
     """
     options = ["--manifest", str(manifest), "--out", str(out), "--params", str(params), "--executor", executor,
@@ -83,7 +83,7 @@ def stage_argv(stage: str, manifest: Path, out: Path, params: Path, executor: st
     if not full_cli:
         return [sys.executable, "-m", "tests.fault_helpers", stage, *options]
     command = ["run", stage] if stage == "loudness" else [stage, "extract"]
-    return [sys.executable, "-m", "pipeline.cli", *command, *options]
+    return [sys.executable, "-m", "chordflow", *command, *options]
 
 
 def start(argv: Sequence[str], cwd: Path, log: Path) -> subprocess.Popen:
@@ -344,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
     import logging
 
-    from pipeline.runner import add_run_arguments, run_stage_from_args
+    from pipeline.run_cli import add_run_arguments, run_stage_from_args
 
     parser = argparse.ArgumentParser(prog="fault_helpers")
     parser.add_argument("stage")

@@ -31,7 +31,8 @@ from pipeline.manifest import build_manifest, read_manifest, read_rejects, summa
 from pipeline.manifest_scan import make_track_id
 from pipeline.planning import ShardingConfig
 from pipeline.reader import StageStore
-from pipeline.runner import TOO_LONG, run_stage
+from pipeline.runner import run_stage
+from pipeline.shard_task import TOO_LONG
 from tests.fault_helpers import REPO_ROOT, peak_rss_of_tree, start, tail
 
 SR = 22050
@@ -337,7 +338,7 @@ def measured(argv: list[str], cwd: Path, log: Path) -> tuple[int, int]:
 def test_three_hour_file_streams_through_manifest_and_loudness_and_is_kept_from_chords(three_hours: Path) -> None:
     root = three_hours.parent.parent
     manifest = root / "long.parquet"
-    code, manifest_rss = measured([sys.executable, "-m", "pipeline.cli", "manifest", "--input", str(three_hours.parent),
+    code, manifest_rss = measured([sys.executable, "-m", "chordflow", "manifest", "--input", str(three_hours.parent),
                                    "--out", str(manifest), "--workers", "1", "--no-progress"], root, root / "manifest.log")
     assert code == 0, tail(root / "manifest.log")
     row = pq.read_table(manifest).to_pylist()[0]

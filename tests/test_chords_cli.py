@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from pipeline.cli import main
+from chordflow.cli import main
 from pipeline.manifest import build_manifest, write_manifest
 from stages.chords.evaluate import boundary_errors, score_track, weighted
 from stages.chords.vocab import Vocabulary

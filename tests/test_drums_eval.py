@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.audio import load_audio
-from pipeline.cli import main as chordflow
+from chordflow.cli import main as chordflow
 from pipeline.corpus.build import render_corpus
 from pipeline.corpus.config import CorpusConfig
 from pipeline.manifest import build_manifest, write_manifest

@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from pipeline.cli import main as chordflow
+from chordflow.cli import main as chordflow
 from pipeline.config import ConfigError
 from pipeline.executors import ExecutorConfig, make_executor
 from pipeline.manifest import build_manifest, write_manifest

@@ -27,7 +27,8 @@ import pytest
 from pipeline.executors import SlurmConfig, SlurmExecutor
 from pipeline.planning import ShardingConfig, plan_from_manifest
 from pipeline.manifest import read_manifest
-from pipeline.runner import ERRORS_FILENAME, run_stage, stage_info
+from pipeline.runner import ERRORS_FILENAME, run_stage
+from pipeline.shard_task import stage_info
 from pipeline.stage import create_stage
 from pipeline.store import shard_filename, shard_is_complete
 from tests.fault_helpers import (

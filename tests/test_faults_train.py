@@ -36,7 +36,7 @@ def setup(tmp_path_factory):
 
 
 def command(tiny, params: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "pipeline.cli", "train", "--manifest", str(tiny.manifest), "--metadata",
+    return [sys.executable, "-m", "chordflow", "train", "--manifest", str(tiny.manifest), "--metadata",
             str(tiny.metadata), "--latents", str(tiny.latents), "--chords", str(tiny.chords), "--melody",
             str(tiny.melody), "--stats", str(tiny.stats), "--out", str(out), "--params", str(params), "--no-progress"]
 
@@ -72,13 +72,13 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(setup, tmp_path,
     where = f"seed {SEED} trial {trial}: killed after >= {min_steps} steps + {extra:.2f} s"
     if finished_before_kill:
         pytest.fail(f"{where}: training ended before the kill; lengthen TRAIN['steps']")
-    interrupted_at = load_checkpoint(killed / "checkpoint.pt")["step"]
+    interrupted_at = load_checkpoint(killed / "checkpoint.pt").training.step
     assert 0 < interrupted_at < TRAIN["steps"], where
     run(command(tiny, params, killed))
     assert not [p for p in killed.iterdir() if p.name.startswith(".")], f"{where}: temp files left behind"
     assert (killed / "losses.tsv").read_text() == (straight / "losses.tsv").read_text(), where
     assert (killed / "val_losses.tsv").read_text() == (straight / "val_losses.tsv").read_text(), where
     a, b = load_checkpoint(straight / "checkpoint.pt"), load_checkpoint(killed / "checkpoint.pt")
-    assert a["step"] == b["step"] == TRAIN["steps"]
-    for key, value in a["model"].items():
-        assert value.equal(b["model"][key]), f"{where}: weights differ at {key}"
+    assert a.training.step == b.training.step == TRAIN["steps"]
+    for key, value in a.artifact.model_weights.items():
+        assert value.equal(b.artifact.model_weights[key]), f"{where}: weights differ at {key}"

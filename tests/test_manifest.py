@@ -14,7 +14,7 @@ import subprocess
 import numpy as np
 import pytest
 
-import pipeline.cli
+import chordflow.cli
 import pipeline.manifest
 from pipeline.audio import load_audio
 from pipeline.audio_sniff import sniff_file
@@ -218,10 +218,10 @@ def test_read_manifest_refuses_other_files(data_dir, tmp_path):
 
 def test_cli_end_to_end(data_dir, tmp_path, monkeypatch, capsys):
     # Only this module's subcommand: the test must not depend on other subcommands' modules.
-    monkeypatch.setattr(pipeline.cli, "CLI_MODULES", ("pipeline.manifest",))
+    monkeypatch.setattr(chordflow.cli, "CLI_MODULES", ("pipeline.manifest",))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text("manifest:\n  workers: 2\n")
-    code = pipeline.cli.main(["manifest", "--input", "data", "--out", "manifests/songs.parquet", "--no-progress"])
+    code = chordflow.cli.main(["manifest", "--input", "data", "--out", "manifests/songs.parquet", "--no-progress"])
     assert code == 0
     out = capsys.readouterr().out
     seen = len(GOOD) + len(EXPECTED_REJECTS)
@@ -234,10 +234,10 @@ def test_cli_end_to_end(data_dir, tmp_path, monkeypatch, capsys):
     assert json.loads(metadata[b"chordflow.params"])["inputs"] == ["data"]
 
     (tmp_path / "params.yaml").write_text("manifest:\n  wrokers: 2\n")  # typo: a clear error
-    assert pipeline.cli.main(["manifest", "-i", "data", "-o", "manifests/x.parquet"]) == 2
+    assert chordflow.cli.main(["manifest", "-i", "data", "-o", "manifests/x.parquet"]) == 2
     assert "wrokers" in capsys.readouterr().err
     (tmp_path / "other.yaml").write_text("{}\n")
-    assert pipeline.cli.main(["manifest", "-i", "missing_dir", "-o", "manifests/x.parquet", "--params",
+    assert chordflow.cli.main(["manifest", "-i", "missing_dir", "-o", "manifests/x.parquet", "--params",
                               "other.yaml"]) == 2
     assert "missing_dir: input not found" in capsys.readouterr().err
 
@@ -365,7 +365,7 @@ def test_sniff_says_what_non_audio_content_is(tmp_path, head, kind):
 
 
 def test_cli_summary_adds_up_files_tracks_rejects_and_hidden(mixed_dir, tmp_path, make_audio, monkeypatch, capsys):
-    monkeypatch.setattr(pipeline.cli, "CLI_MODULES", ("pipeline.manifest",))
+    monkeypatch.setattr(chordflow.cli, "CLI_MODULES", ("pipeline.manifest",))
     monkeypatch.chdir(tmp_path)  # no params.yaml here
     good = make_audio("more/tone.wav", freq=880.0)
     try:
@@ -373,7 +373,7 @@ def test_cli_summary_adds_up_files_tracks_rejects_and_hidden(mixed_dir, tmp_path
     except OSError as exc:
         pytest.skip(f"this file system refuses names that are not UTF-8: {exc}")
     argv = ["manifest", "-i", str(mixed_dir), "more", "-o", "m.parquet", "--workers", "1", "--no-progress"]
-    assert pipeline.cli.main(argv) == 0
+    assert chordflow.cli.main(argv) == 0
     seen = len(CONTAINERS) + len(MIXED_REJECTS) + 1
     assert (f"manifest: {seen} files -> {len(CONTAINERS)} tracks (0.00 h), {len(MIXED_REJECTS) + 1} rejected: "
             f"bad_file_name 1, not_audio 3, unreadable 1; {len(MIXED_HIDDEN)} hidden entries skipped -> m.parquet"

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from pipeline.cli import main
+from chordflow.cli import main
 from pipeline.manifest import build_manifest, write_manifest
 from pipeline.reader import StageStore
 from stages.melody.constants import WEIGHT_SHA256

@@ -128,7 +128,7 @@ def test_dopri5_and_midpoint_count_model_calls(trained):
 
 
 def test_batch_generation_from_a_three_line_jsonl(trained, tmp_path):
-    from pipeline.cli import main
+    from chordflow.cli import main
 
     tiny, generator, root = trained
     stem = tiny.drums / "stems" / f"{sorted(tiny.timelines)[0]}.flac"
@@ -160,7 +160,7 @@ def test_batch_generation_from_a_three_line_jsonl(trained, tmp_path):
 
 
 def test_heldout_prompts_and_ceiling(trained, tmp_path):
-    from pipeline.cli import main
+    from chordflow.cli import main
 
     tiny, _, _ = trained
     out = tmp_path / "heldout"

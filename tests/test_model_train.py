@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -12,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from model.config import ModelParams, TrainConfig
+from model.checkpoint import CheckpointError, load_checkpoint, model_from_artifact
+from model.config import ArchitectureConfig, ModelConfig, ModelParams, TrainConfig, model_config_from_params
 from model.sample import MusicGenerator
 from model.train import Trainer, TrainPaths, lr_factor
 from model_helpers import build_tiny_features
@@ -81,11 +82,11 @@ def test_changed_params_start_afresh(tiny, tmp_path):
 def test_checkpoint_rebuilds_the_model_from_the_file_alone(tiny, tmp_path):
     trainer = Trainer(paths_for(tiny, tmp_path), TINY_MODEL, TINY_TRAIN)
     trainer.run(progress=False)
-    payload = load_checkpoint(tmp_path / "checkpoint.pt")
-    for key in ("model_config", "stats", "codec", "vocabulary", "optimizer", "scheduler", "rng", "data", "losses"):
-        assert key in payload, key
-    assert payload["data"]["position"] == payload["step"] == TINY_TRAIN.steps
-    rebuilt = model_from_checkpoint(payload, use_ema=False)
+    saved = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert saved.artifact.model_config == trainer.model_config and saved.artifact.stats == trainer.stats
+    assert saved.training.step == saved.artifact.provenance.steps == TINY_TRAIN.steps
+    assert saved.training.losses == trainer.losses and saved.training.segment_frames == trainer.segment_frames
+    rebuilt = model_from_artifact(saved.artifact, use_ema=False)
     batch = trainer.sampler.batch(0)
     from model.conditioners import keep_mask_from_flags
     cond = trainer.conditions(batch, keep_mask_from_flags(len(batch.track_ids), chords=True, text=True))
@@ -110,11 +111,11 @@ def test_bad_checkpoint_files_are_clear_errors(tmp_path):
 
 def test_continue_from_fine_tunes_from_the_weights(tiny, tmp_path):
     Trainer(paths_for(tiny, tmp_path / "base"), TINY_MODEL, TINY_TRAIN).run(progress=False)
-    base = load_checkpoint(tmp_path / "base" / "checkpoint.pt")
+    base = load_checkpoint(tmp_path / "base" / "checkpoint.pt").artifact
     tune = Trainer(paths_for(tiny, tmp_path / "tune"), TINY_MODEL, TINY_TRAIN,
                    continue_from=str(tmp_path / "base" / "checkpoint.pt"))
     assert tune.step == 0
-    for key, value in base["ema"].items():
+    for key, value in base.ema_weights.items():
         assert torch.equal(tune.model.state_dict()[key], value), key
     bigger = ModelParams(**{**TINY_MODEL.__dict__, "dim": 64})
     with pytest.raises(CheckpointError, match="model config differs"):
@@ -145,7 +146,7 @@ def _tiny_params(tmp_path: Path, **train) -> Path:
 
 
 def test_cli_train_interrupted_and_resumed_then_plot(tiny, tmp_path):
-    from pipeline.cli import main
+    from chordflow.cli import main
 
     params = _tiny_params(tmp_path)
     out = tmp_path / "run"
@@ -163,13 +164,12 @@ def test_ddp_two_processes_on_cpu(tiny, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                           "29517", "-m", "pipeline.cli", "train", *_cli_args(tiny, out), "--params", str(params),
+                           "29517", "-m", "chordflow", "train", *_cli_args(tiny, out), "--params", str(params),
                            "--no-progress"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "train.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 3
-    payload = load_checkpoint(out / "checkpoint.pt")
-    assert payload["data"]["rank_world"] == 2
+    assert load_checkpoint(out / "checkpoint.pt").training.world == 2
 
 
 def test_training_runs_as_a_slurm_job(tiny, tmp_path, slurm_cluster):
@@ -181,12 +181,25 @@ def test_training_runs_as_a_slurm_job(tiny, tmp_path, slurm_cluster):
                                                       "mem_gb": 2.0}}
     params.write_text(yaml.safe_dump(data))
     out = tmp_path / "slurm_run"
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "train", *_cli_args(tiny, out), "--params",
+    proc = subprocess.run([sys.executable, "-m", "chordflow", "train", *_cli_args(tiny, out), "--params",
                            str(params), "--executor", "slurm", "--no-progress"], cwd=REPO, capture_output=True,
                           text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "submitted SLURM job" in proc.stderr
     assert json.loads((out / "train.json").read_text())["steps"] == 4
+
+
+def test_model_params_and_model_config_share_one_set_of_defaults():
+    shared = [f.name for f in dataclasses.fields(ArchitectureConfig)]
+    assert len(shared) == 8
+    config = ModelConfig(latent_dim=1, drum_dim=1, text_dim=1)
+    assert all(getattr(config, name) == getattr(ModelParams(), name) for name in shared)
+    changed = ModelParams(**{name: getattr(TINY_MODEL, name) for name in ("dim", "layers", "heads")},
+                          mlp_ratio=2.0, frames_per_token=4, chord_embed_dim=5, melody_embed_dim=6, drum_embed_dim=7,
+                          drum_pool_frames=1, condition_every_layer=True, sigma_min=1e-3)
+    built = model_config_from_params(changed, latent_dim=1, drum_dim=1, text_dim=1, frame_rate=50.0,
+                                     chord_vocab_size=10)
+    assert all(getattr(built, name) == getattr(changed, name) for name in shared)  # every shared field passes
 
 
 def test_shard_windows_split_by_rank_and_cycle_through_every_shard():

@@ -211,7 +211,7 @@ def test_drums_stage_on_two_process_workers_with_a_fresh_cache_then_its_evaluati
                   progress=False)
     env = {k: v for k, v in os.environ.items() if k != numba_cache.NUMBA_CACHE_ENV}
     env.update({numba_cache.BASE_ENV: str(tmp_path / "numba"), "PYTHONPATH": str(REPO)})
-    cli = [sys.executable, "-m", "pipeline.cli"]
+    cli = [sys.executable, "-m", "chordflow"]
 
     def run(*args: str) -> None:
         done = subprocess.run(cli + list(args), env=env, capture_output=True, text=True, timeout=900)

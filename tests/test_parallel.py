@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from pipeline import stage as stage_registry
 from pipeline.executors import ExecutorConfig, SlurmConfig, make_executor
 from pipeline.manifest import build_manifest, write_manifest
 from pipeline.planning import ShardingConfig
 from pipeline.runner import run_stage
+from pipeline.stage import register_stage
 from pipeline.store import list_shards
 from tests.stage_helpers import COUNTING_STAGE
 
@@ -70,3 +72,14 @@ def test_heavy_setup_runs_once_per_worker(corpus):
     # at most one setup per worker process, never one per shard, never in the submitting process
     assert 1 <= len(pids) == len(set(pids)) <= 2
     assert str(os.getpid()) not in pids
+
+
+def test_a_stage_registered_only_here_runs_on_spawned_workers(corpus, monkeypatch):
+    """Spawned workers never see this process's registry: each job carries the stage's target."""
+    root, manifest, _ = corpus
+    monkeypatch.setattr(stage_registry, "_REGISTRY", dict(stage_registry._REGISTRY))
+    register_stage("counting-here-only", COUNTING_STAGE)
+    with make_executor(ExecutorConfig(backend="process", workers=2)) as executor:
+        report = run_stage("counting-here-only", {"log_path": str(root / "here.log")}, manifest, root / "here",
+                           SHARDING, executor=executor, progress=False)
+    assert report.ok and report.written == 5, report.failed_shards

@@ -1,5 +1,8 @@
-"""The shard runner on the serial executor: outputs, resume, per-track errors, stale params."""
+"""The shard runner on the serial executor: outputs, resume, per-track errors, stale params; the
+stage registry."""
 
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -9,7 +12,9 @@ import soundfile as sf
 from pipeline.manifest import build_manifest, write_manifest
 from pipeline.planning import ShardingConfig
 from pipeline.reader import StageStore
-from pipeline.runner import ERRORS_FILENAME, cached_stage, run_stage
+from pipeline.runner import ERRORS_FILENAME, run_stage
+from pipeline.shard_task import cached_stage
+from pipeline.stage import available_stages, get_stage_class, stage_target
 from pipeline.store import list_shards
 from stages.loudness import frame_rms_db
 
@@ -103,6 +108,40 @@ def test_stage_is_built_once_per_process():
     first = cached_stage("loudness", {"frame_rate": 40.0})
     assert cached_stage("loudness", {"frame_rate": 40.0}) is first
     assert cached_stage("loudness", {"frame_rate": 20.0}) is not first
+
+
+def test_builtin_stages_register_themselves_by_name():
+    from stages import BUILTIN_STAGES
+
+    assert set(BUILTIN_STAGES) <= set(available_stages())
+    for name, target in BUILTIN_STAGES.items():
+        assert stage_target(name) == target and get_stage_class(name).name == name
+
+
+def _fresh_python(code: str) -> str:
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_installed_stages_are_found_without_importing_them():
+    """A library caller (or a worker) that never imports ``stages`` still builds one by name: the
+    ``chordflow.stages`` entry point names the package that registers them."""
+    code = ("import sys; from pipeline.stage import create_stage; assert 'stages' not in sys.modules; "
+            "print(type(create_stage('loudness')).__module__)")
+    assert _fresh_python(code) == "stages.loudness"
+
+
+def test_a_name_registered_by_hand_wins_over_discovered_stages():
+    code = ("from pipeline.stage import register_stage, stage_target; "
+            "register_stage('loudness', 'tests.stage_helpers:CountingExtractor'); "
+            "print(stage_target('chords'), stage_target('loudness'))")  # 'chords' loads the providers
+    assert _fresh_python(code) == "stages.chords:ChordsExtractor tests.stage_helpers:CountingExtractor"
+
+
+def test_an_unknown_stage_names_the_registered_ones():
+    with pytest.raises(KeyError, match="unknown stage 'nope'; available: chords, drums, latents, loudness"):
+        stage_target("nope")
 
 
 def test_frame_rms_counts_and_levels():

@@ -12,7 +12,7 @@ DEFAULT_TRUTH = "data/corpus/truth"
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    from pipeline.runner import add_stage_cli
+    from pipeline.run_cli import add_stage_cli
 
     actions, _ = add_stage_cli(subparsers, STAGE, "chord timelines and frame-level chord indices (Chordino)",
                                "run the chords stage over a manifest into shards")

@@ -14,7 +14,7 @@ STAGE = "drums"
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    from pipeline.runner import add_stage_cli
+    from pipeline.run_cli import add_stage_cli
 
     actions, _ = add_stage_cli(subparsers, STAGE, "drum stem separation (Demucs or HPSS) and drum onset envelope",
                                "separate the drum stem of every manifest track into shards + stems/", _cli_extract)
@@ -42,7 +42,7 @@ def _stage_section(params_path: str) -> dict:
 
 
 def _cli_extract(args: argparse.Namespace) -> int:
-    from pipeline.runner import run_stage_from_args
+    from pipeline.run_cli import run_stage_from_args
     from pipeline.stage import create_stage
     from stages.drums.stems import prune_orphan_stems, remove_shards_missing_stems
 

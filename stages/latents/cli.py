@@ -12,7 +12,7 @@ STAGE_NAME = "latents"
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    from pipeline.runner import add_stage_cli
+    from pipeline.run_cli import add_stage_cli
 
     actions, extract = add_stage_cli(subparsers, STAGE_NAME, "codec latents of mix and drum stem; stats; codec evaluation",
                                      "encode every track of a manifest into shards", _cli_extract)
@@ -65,7 +65,7 @@ def _config(params_path: str):
 
 
 def _cli_extract(args: argparse.Namespace) -> int:
-    from pipeline.runner import run_stage_from_args
+    from pipeline.run_cli import run_stage_from_args
 
     # the drums folder is a path: dvc.yaml gives it on the command line, params.yaml does not
     return run_stage_from_args(STAGE_NAME, args, {"drums_dir": args.drums} if args.drums else None)

@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    from pipeline.runner import add_stage_cli
+    from pipeline.run_cli import add_stage_cli
     from stages.melody.constants import DEFAULT_WEIGHTS_DIR, MODEL_NAMES, WEIGHTS_BASE_URL, WEIGHTS_ENV
 
     actions, _ = add_stage_cli(subparsers, "melody", "DeepSalience melody salience and JASCO's melody condition",

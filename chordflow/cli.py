@@ -7,12 +7,16 @@ import importlib
 import logging
 import sys
 
+# Fills the stage registry with the built-in stages ("module:Class" strings, nothing heavy), so
+# that ``chordflow run --help`` lists them and every subcommand can build a stage by name.
+import stages  # noqa: F401
+
 # Modules that contribute subcommands, in help order. Imported lazily by name so that
 # ``chordflow --help`` stays fast and does not import torch/tensorflow.
 CLI_MODULES: tuple[str, ...] = (
     "pipeline.corpus.cli",
     "pipeline.manifest",
-    "pipeline.runner",
+    "pipeline.run_cli",
     "stages.chords.cli",
     "stages.drums.cli",
     "stages.melody.cli",
