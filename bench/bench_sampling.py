@@ -6,7 +6,7 @@
         [--params params.yaml] [--keep DIR] [--json OUT]
 
 For each budget the ``--group`` prompts (the first ``--limit``) are generated with the product's
-batch path (``model.generate.generate_batch_file``, the code behind ``chordflow generate``) at the
+batch path (``model.sampling.generate.generate_batch_file``, the code behind ``chordflow generate``) at the
 ``generate`` section of params.yaml, with Euler and ``steps`` = budget (one model call per step:
 the guidance branches share one batched forward pass), and once with dopri5 (adaptive: its call
 count is reported). Time is split into the ODE solve (model time) and the codec decode, per clip
@@ -98,7 +98,7 @@ def ceiling_report(ceiling: Path, prompts: list[dict[str, Any]], group: str, out
 
 
 def chord_scores(report: Path, params: dict, group: str) -> dict[str, float | None]:
-    from model.evaluate import evaluate_report
+    from model.evaluation.score import evaluate_report
 
     metrics, _ = evaluate_report(report, params, progress=False)
     stats = metrics["groups"].get(group, {})
@@ -110,7 +110,7 @@ def chord_scores(report: Path, params: dict, group: str) -> dict[str, float | No
 
 def run_budget(timed: TimedGenerator, base_cfg, solver: str, steps: int, prompts_file: Path, prompts: list,
                out_dir: Path, params: dict, group: str) -> dict[str, Any]:
-    from model.generate import generate_batch_file
+    from model.sampling.generate import generate_batch_file
 
     generator = timed.generator
     generator.params = dataclasses.replace(base_cfg, solver=solver, steps=steps)
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from model.config import GenerateConfig
-    from model.sample import MusicGenerator
+    from model.sampling.sample import MusicGenerator
 
     params = read_params(args.params)
     base_cfg = load_section(GenerateConfig, "generate", params)

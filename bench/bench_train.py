@@ -5,7 +5,7 @@
 
 * fp32 matmul rate: ``torch.matmul`` of two square float32 matrices (``--matmul-size``), best of a
   few runs, GFLOP/s = 2 n^3 / seconds, at the thread count the training uses.
-* training: a :class:`model.train.Trainer` built from the ``model`` and ``train`` sections of
+* training: a :class:`model.training.train.Trainer` built from the ``model`` and ``train`` sections of
   params.yaml on the demo features (paths as in dvc.yaml), writing into a temporary folder. It
   warms up with ``Trainer.run(stop_at=warmup)`` (text embeddings cached, allocator warm), then
   ``--steps`` real steps (forward + backward + AdamW + EMA) are timed one by one: steps/s from the
@@ -86,7 +86,7 @@ def build_trainer(params: dict, out_dir: str, paths: dict[str, str]):
     """A Trainer on the demo features with the params' model/train sections; no mid-run checkpoints
     or validation, so the timed steps are training steps only."""
     from model.config import ModelParams, TrainConfig
-    from model.train import Trainer, TrainPaths
+    from model.training.train import Trainer, TrainPaths
 
     model_params = load_section(ModelParams, "model", params)
     cfg = load_section(TrainConfig, "train", params)

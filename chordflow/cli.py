@@ -22,7 +22,7 @@ CLI_MODULES: tuple[str, ...] = (
     "stages.melody.cli",
     "stages.latents.cli",
     "model.cli",
-    "model.eval_cli",
+    "model.evaluation.cli",
 )
 
 

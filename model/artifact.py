@@ -4,7 +4,7 @@
 the latents, the chord vocabulary, the latent normalisation, the text encoder, the recommended
 generation settings (the ``generate`` params the run was trained with), the weights (EMA and
 plain) and a little provenance. ``TrainingState`` is what only resuming needs: the params the run
-was trained with, optimizer, scheduler, RNG, the step (= data position, see model/data.py) and the
+was trained with, optimizer, scheduler, RNG, the step (= data position, see model/training/data.py) and the
 loss history; resuming takes its weights from the artifact.
 
 Both convert to and from plain types and tensors only (``to_payload`` / ``from_payload``), so a

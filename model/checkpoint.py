@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from model.artifact import RunArtifact, TrainingState
-from model.network import FlowTransformer
+from model.network.transformer import FlowTransformer
 from pipeline.atomic import atomic_path
 from pipeline.config import ConfigError
 

@@ -70,7 +70,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _metadata(args: argparse.Namespace) -> int:
-    from model.metadata import write_corpus_metadata
+    from model.training.metadata import write_corpus_metadata
 
     try:
         count = write_corpus_metadata(args.corpus, args.out)
@@ -88,14 +88,14 @@ def _params(path: str) -> dict[str, Any]:
 def run_training(paths: Any, model_params: Any, train_cfg: Any, continue_from: str | None = None,
                  progress: bool = True, stop_at: int | None = None, generate: Any = None) -> dict[str, Any]:
     """Build a :class:`Trainer` and run it (module level so SLURM jobs can pickle it)."""
-    from model.train import Trainer
+    from model.training.train import Trainer
 
     return Trainer(paths, model_params, train_cfg, continue_from, generate).run(progress=progress, stop_at=stop_at)
 
 
 def _train(args: argparse.Namespace) -> int:
     from model.config import GenerateConfig, ModelParams, TrainConfig
-    from model.train import TrainPaths
+    from model.training.train import TrainPaths
 
     try:
         params = _params(args.params)
@@ -128,7 +128,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from model.plots import plot_training
+    from model.training.plots import plot_training
 
     try:
         print(plot_training(args.run, args.out))
@@ -139,7 +139,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from model.generate import generate_batch_file, load_generator
+    from model.sampling.generate import generate_batch_file, load_generator
 
     try:
         params = _params(args.params)
@@ -163,7 +163,7 @@ def _scalar(text: str) -> Any:
 
 
 def _heldout(args: argparse.Namespace) -> int:
-    from model.heldout import build_heldout
+    from model.evaluation.heldout import build_heldout
     from pipeline.reader import StageStore
     from stages.latents.codec import make_codec
 

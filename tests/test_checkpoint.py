@@ -14,8 +14,8 @@ from model.artifact import RunArtifact
 from model.checkpoint import (CHECKPOINT_FORMAT, LEGACY_FORMAT, CheckpointError, load_artifact, load_checkpoint,
                               model_from_artifact, save_checkpoint)
 from model.config import GenerateConfig, ModelParams, TrainConfig
-from model.sample import MusicGenerator
-from model.train import Trainer, TrainPaths
+from model.sampling.sample import MusicGenerator
+from model.training.train import Trainer, TrainPaths
 from model_helpers import build_tiny_features
 
 TINY_MODEL = {"dim": 32, "layers": 2, "heads": 2, "frames_per_token": 2, "chord_embed_dim": 8, "melody_embed_dim": 8,
@@ -88,7 +88,7 @@ def test_a_sampling_only_file_rebuilds_the_same_model(cli_run, tmp_path):
 
 
 def test_the_api_and_the_cli_start_from_the_same_generation_settings(cli_run, tmp_path, monkeypatch):
-    import model.generate as generate_module
+    import model.sampling.generate as generate_module
     from chordflow.cli import main
 
     checkpoint, params = cli_run

@@ -1,4 +1,4 @@
-"""`chordflow eval`: scores of generated audio against its controls (model/evaluate.py & co).
+"""`chordflow eval`: scores of generated audio against its controls (model/evaluation/score.py & co).
 
 The acceptance test ("eval on a file with known chords") renders a small corpus, writes a
 generation report whose clips are those renderings with their true chords, melody and drum stem
@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.embedding import EmbeddingConfig, embed, frechet_distance
-from model.eval_cli import add_cli
-from model.eval_report import REPORT_FORMAT, ClipRequest, ReportError, read_report
-from model.evaluate import (
+from model.evaluation.embedding import EmbeddingConfig, embed, frechet_distance
+from model.evaluation.cli import add_cli
+from model.evaluation.report import REPORT_FORMAT, ClipRequest, ReportError, read_report
+from model.evaluation.score import (
     ModelEvalConfig,
     chance_partners,
     frame_iou,
@@ -296,7 +296,7 @@ def test_eval_frechet_distance_to_the_reference(scored):
 
 
 def test_frechet_of_a_set_with_itself_is_zero_and_positive_against_another(generated):
-    from model.embedding import embed_manifest
+    from model.evaluation.embedding import embed_manifest
 
     config = EmbeddingConfig()
     clips, failed = embed_manifest(generated / "reference.parquet", config, progress=False)
@@ -327,7 +327,7 @@ def test_eval_score_rejects_a_bad_report(tmp_path, capsys):
 
 
 def test_melody_is_skipped_with_a_reason_when_weights_are_missing(tmp_path, monkeypatch):
-    from model.eval_analysis import Analysers
+    from model.evaluation.analysis import Analysers
 
     monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "no_weights"))
     analysers = Analysers({}, ModelEvalConfig())
@@ -339,8 +339,8 @@ def test_melody_is_skipped_with_a_reason_when_weights_are_missing(tmp_path, monk
 def test_an_unreadable_request_file_fails_only_its_own_score(tmp_path):
     from types import SimpleNamespace
 
-    from model.eval_analysis import Analysers
-    from model.evaluate import clip_row
+    from model.evaluation.analysis import Analysers
+    from model.evaluation.score import clip_row
     from stages.chords import Vocabulary, n_frames_for, timeline_to_frames
 
     (tmp_path / "broken.npy").write_bytes(b"not numpy")
@@ -356,8 +356,8 @@ def test_an_unreadable_request_file_fails_only_its_own_score(tmp_path):
 def test_onsets_of_a_longer_reference_count_within_the_clip_only(make_audio, tmp_path):
     from types import SimpleNamespace
 
-    from model.eval_analysis import Analysers
-    from model.evaluate import clip_row
+    from model.evaluation.analysis import Analysers
+    from model.evaluation.score import clip_row
 
     rate = 32000
     clicks = np.zeros(rate * 4, np.float32)

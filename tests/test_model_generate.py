@@ -11,8 +11,8 @@ import soundfile as sf
 import torch
 
 from model.config import CONDITION_NAMES, ModelParams, TrainConfig
-from model.sample import GenerationError, MusicGenerator
-from model.train import Trainer, TrainPaths
+from model.sampling.sample import GenerationError, MusicGenerator
+from model.training.train import Trainer, TrainPaths
 from model_helpers import build_tiny_features
 
 TINY_MODEL = ModelParams(dim=32, layers=2, heads=2, frames_per_token=2, chord_embed_dim=8, melody_embed_dim=8,
@@ -91,7 +91,7 @@ def test_per_item_controls_and_count_mismatch(trained):
 
 def test_longer_pieces_continue_window_by_window(trained, monkeypatch):
     _, generator, _ = trained
-    import model.sample as sample_module
+    import model.sampling.sample as sample_module
 
     windows = []
     real_solve = sample_module.solve

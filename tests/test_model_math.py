@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from model.conditioners import Conditions, TemporalConditioner, keep_mask_from_flags, sample_keep_mask
+from model.network.conditioners import Conditions, TemporalConditioner, keep_mask_from_flags, sample_keep_mask
 from model.config import CONDITION_NAMES, GenerateConfig, ModelConfig
-from model.network import FlowTransformer
-from model.path import CondOTPath
-from model.sample import MusicGenerator, guidance_weights
-from model.solver import SolverError, calls_per_run, solve
+from model.network.transformer import FlowTransformer
+from model.flow.path import CondOTPath
+from model.sampling.sample import MusicGenerator, guidance_weights
+from model.flow.solver import SolverError, calls_per_run, solve
 
 TINY = ModelConfig(latent_dim=6, drum_dim=3, text_dim=5, dim=32, layers=2, heads=2, chord_embed_dim=8,
                    melody_embed_dim=8, drum_embed_dim=8, frames_per_token=2)
@@ -230,7 +230,7 @@ def test_guidance_applies_only_inside_its_time_interval():
 
 
 def test_chord_templates_hold_pitch_classes_and_bass():
-    from model.conditioners import chord_templates
+    from model.network.conditioners import chord_templates
 
     table = chord_templates(["N", "C", "Am7", "D/F#", "UNK"])
     assert table[0].sum() == 0 and table[4].sum() == 0

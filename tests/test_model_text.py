@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from model.config import TextConfig
-from model.text import TextEncoder, TextEncoderError
+from model.network.text import TextEncoder, TextEncoderError
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_embedding_of_a_text_does_not_depend_on_its_batch(minilm):
 def test_t5_from_a_local_folder(tmp_path):
     from transformers import AutoTokenizer, T5Config, T5EncoderModel
 
-    from model.text import resolve_source
+    from model.network.text import resolve_source
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_source(TextConfig()))
     torch.manual_seed(0)

@@ -15,8 +15,8 @@ import torch
 
 from model.checkpoint import CheckpointError, load_checkpoint, model_from_artifact
 from model.config import ArchitectureConfig, ModelConfig, ModelParams, TrainConfig, model_config_from_params
-from model.sample import MusicGenerator
-from model.train import Trainer, TrainPaths, lr_factor
+from model.sampling.sample import MusicGenerator
+from model.training.train import Trainer, TrainPaths, lr_factor
 from model_helpers import build_tiny_features
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +88,7 @@ def test_checkpoint_rebuilds_the_model_from_the_file_alone(tiny, tmp_path):
     assert saved.training.losses == trainer.losses and saved.training.segment_frames == trainer.segment_frames
     rebuilt = model_from_artifact(saved.artifact, use_ema=False)
     batch = trainer.sampler.batch(0)
-    from model.conditioners import keep_mask_from_flags
+    from model.network.conditioners import keep_mask_from_flags
     cond = trainer.conditions(batch, keep_mask_from_flags(len(batch.track_ids), chords=True, text=True))
     t = torch.full((len(batch.track_ids),), 0.4)
     trainer.model.eval()
@@ -205,7 +205,7 @@ def test_model_params_and_model_config_share_one_set_of_defaults():
 def test_shard_windows_split_by_rank_and_cycle_through_every_shard():
     from types import SimpleNamespace
 
-    from model.data import CropSampler
+    from model.training.data import CropSampler
 
     source = SimpleNamespace(shards=[[f"t{i}"] for i in range(10)])
     ranks = [CropSampler(source, segment_frames=10, batch_size=2, seed=5, rank=r, world=2, shards_in_memory=2,
@@ -222,7 +222,7 @@ def test_shard_windows_split_by_rank_and_cycle_through_every_shard():
 
 
 def test_transposition_moves_latents_chords_and_melody_together(tiny, tmp_path):
-    from model.data import Transposition, chord_transposition_table
+    from model.training.data import Transposition, chord_transposition_table
     from stages.chords.vocab import Vocabulary
     from stages.latents.codec import make_codec
     from model_helpers import TINY_CODEC

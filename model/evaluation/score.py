@@ -1,6 +1,6 @@
 """``chordflow eval score``: how well generated audio follows the controls it was given.
 
-Generated clips (a generation report, :mod:`model.eval_report`) are re-analysed with the project's
+Generated clips (a generation report, :mod:`model.evaluation.report`) are re-analysed with the project's
 own stages, configured by the same ``params.yaml`` sections as the features (``chords``,
 ``melody``, ``drums``), and scored per clip:
 
@@ -26,7 +26,7 @@ own stages, configured by the same ``params.yaml`` sections as the features (``c
 Every score has a **chance** twin (``*_chance``): the same extraction scored against the request of
 another clip of the same group, the next one in report order (cyclically) whose request differs.
 A Fréchet distance between the generated set and a real reference set is added by
-:mod:`model.embedding` (see there for why it is not called FAD). Metrics are aggregated per
+:mod:`model.evaluation.embedding` (see there for why it is not called FAD). Metrics are aggregated per
 ``group`` (mean, std, n).
 """
 
@@ -44,8 +44,8 @@ import numpy as np
 from pipeline.config import ConfigError, load_config, read_params
 from stages.chords.vocab import NO_CHORD_INDEX
 from stages.drums.constants import ONSET_WINDOW_S
-from model.embedding import EmbeddingConfig
-from model.eval_report import ClipRequest
+from model.evaluation.embedding import EmbeddingConfig
+from model.evaluation.report import ClipRequest
 
 log = logging.getLogger(__name__)
 
@@ -274,12 +274,12 @@ def evaluate_report(report_path: str | Path, params: Mapping[str, Any] | str | P
                     progress: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Score every clip of a generation report. Returns ``(metrics, per-clip rows)``; ``metrics``
     holds the per-group aggregates, the Fréchet section, skipped analysers, errors and timing.
-    Raises :class:`model.eval_report.ReportError` / ``ConfigError`` for an unusable report or params."""
+    Raises :class:`model.evaluation.report.ReportError` / ``ConfigError`` for an unusable report or params."""
     from tqdm import tqdm
 
-    from model.eval_analysis import Analysers
-    from model.embedding import frechet_section
-    from model.eval_report import read_report
+    from model.evaluation.analysis import Analysers
+    from model.evaluation.embedding import frechet_section
+    from model.evaluation.report import read_report
 
     started = time.perf_counter()
     params = load_params(params)

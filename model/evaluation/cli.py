@@ -46,7 +46,7 @@ def _fail(message: object) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from model.evaluate import evaluate_report
+    from model.evaluation.score import evaluate_report
     from stages.chords.evaluate import write_metrics
 
     if args.reference_limit is not None and args.reference_limit < 0:
@@ -65,7 +65,7 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from model.eval_plot import plot_clip
+    from model.evaluation.plot import plot_clip
 
     try:
         out = plot_clip(args.report, args.clip, args.out, args.params)
@@ -83,7 +83,7 @@ def _cell(stats: dict[str, Any] | None) -> str:
 
 def format_table(metrics: dict[str, Any]) -> str:
     """Markdown table: one row per group, own score next to its chance twin."""
-    from model.evaluate import SCORES
+    from model.evaluation.score import SCORES
 
     groups = metrics["groups"]
     shown = [s for s in SCORES if any(s in g for g in groups.values())]
@@ -114,7 +114,7 @@ def _number(value: Any) -> str:
 
 
 def _adherence(args: argparse.Namespace) -> int:
-    from model.adherence import markdown, write_adherence
+    from model.evaluation.adherence import markdown, write_adherence
 
     try:
         table = write_adherence(args.generated, args.ceiling, args.out)
@@ -125,7 +125,7 @@ def _adherence(args: argparse.Namespace) -> int:
 
 
 # Last in the file: the block runs when the module is executed, so every handler must be defined by then.
-if __name__ == "__main__":  # pragma: no cover - `python -m model.eval_cli score ...` without the lead's wiring
+if __name__ == "__main__":  # pragma: no cover - `python -m model.evaluation.cli score ...` without the lead's wiring
     root = argparse.ArgumentParser(prog="chordflow")
     add_cli(root.add_subparsers(dest="command", required=True))
     parsed = root.parse_args(["eval", *sys.argv[1:]])

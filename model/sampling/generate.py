@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from model.artifact import RunArtifact
 from model.checkpoint import load_artifact
 from model.config import GenerateConfig
-from model.sample import MusicGenerator
+from model.sampling.sample import MusicGenerator
 from pipeline.atomic import atomic_path, atomic_write_text
 from pipeline.config import load_config
 

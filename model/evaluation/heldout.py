@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from model.generate import REPORT_FORMAT, loudness_normalise, write_wav
-from model.metadata import load_track_metadata, tracks_of
+from model.sampling.generate import REPORT_FORMAT, loudness_normalise, write_wav
+from model.training.metadata import load_track_metadata, tracks_of
 from pipeline.atomic import atomic_path, atomic_write_text
 from pipeline.reader import StageStore
 from stages.latents.codec import Codec

@@ -75,9 +75,9 @@ def plot_request(requested: Sequence[Segment] | None, extracted: Sequence[Segmen
 
 def plot_clip(report_path: str | Path, clip_id: str, out: str | Path, params: Any = None) -> Path:
     """Analyse one clip of a generation report with the chords stage and draw it (see module doc)."""
-    from model.eval_analysis import Analysers
-    from model.eval_report import read_report
-    from model.evaluate import ModelEvalConfig, load_params, requested_segments
+    from model.evaluation.analysis import Analysers
+    from model.evaluation.report import read_report
+    from model.evaluation.score import ModelEvalConfig, load_params, requested_segments
     from pipeline.config import load_config
 
     params = load_params(params)

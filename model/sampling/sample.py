@@ -24,12 +24,12 @@ from tqdm.auto import tqdm
 
 from model.artifact import RunArtifact
 from model.checkpoint import load_artifact, model_from_artifact
-from model.conditioners import Conditions
+from model.network.conditioners import Conditions
 from model.config import CONDITION_NAMES
 from model.device import resolve_device
-from model.path import CondOTPath
-from model.solver import solve
-from model.text import TextEncoder
+from model.flow.path import CondOTPath
+from model.flow.solver import solve
+from model.network.text import TextEncoder
 from stages.chords.frames import timeline_to_frames
 from stages.latents.codec import Codec
 from stages.melody.jasco import melody_index, one_hot

@@ -1,5 +1,5 @@
 """Run the project's own stages on generated clips: what the chords, melody and drums analysers
-hear, decoding each clip once (the scores are in :mod:`model.evaluate`)."""
+hear, decoding each clip once (the scores are in :mod:`model.evaluation.score`)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
-from model.eval_report import ClipRequest
+from model.evaluation.report import ClipRequest
 
 if TYPE_CHECKING:
-    from model.evaluate import ModelEvalConfig
+    from model.evaluation.score import ModelEvalConfig
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Analysers:
     def analyse(self, clip: ClipRequest, embedding: bool) -> ClipAnalysis:
         """Decode ``clip.wav`` once and run the analysers its request needs."""
         from pipeline.audio import load_audio
-        from model.embedding import embed
+        from model.evaluation.embedding import embed
         from stages.drums.onsets import detect_onsets
 
         started = time.perf_counter()

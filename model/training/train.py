@@ -1,6 +1,6 @@
 """The trainer: flow matching on cached features, resumable to the exact loss trace.
 
-One step: a batch of crops (model/data.py), noise x0 and times t ~ U(0, 1), a keep mask that
+One step: a batch of crops (model/training/data.py), noise x0 and times t ~ U(0, 1), a keep mask that
 drops conditions (per condition and all at once), the velocity loss of the OT path, AdamW with
 warmup + cosine decay, gradient clipping, an EMA of the weights. All randomness of step s is
 drawn from generators seeded by (seed, rank, s), so resuming at step s replays exactly.
@@ -27,14 +27,14 @@ from tqdm.auto import tqdm
 
 from model.artifact import CodecSpec, Provenance, RunArtifact, TrainingState, VocabularySpec
 from model.checkpoint import Checkpoint, CheckpointError, load_artifact, load_checkpoint, save_checkpoint
-from model.conditioners import Conditions, keep_mask_from_flags, sample_keep_mask
+from model.network.conditioners import Conditions, keep_mask_from_flags, sample_keep_mask
 from model.config import GenerateConfig, ModelConfig, ModelParams, TrainConfig, model_config_from_params
-from model.data import Batch, CropSampler, FeatureSource, Transposition, chord_transposition_table
+from model.training.data import Batch, CropSampler, FeatureSource, Transposition, chord_transposition_table
 from model.device import resolve_device
-from model.metadata import load_track_metadata, tracks_of
-from model.network import FlowTransformer
-from model.path import CondOTPath
-from model.text import TextEncoder
+from model.training.metadata import load_track_metadata, tracks_of
+from model.network.transformer import FlowTransformer
+from model.flow.path import CondOTPath
+from model.network.text import TextEncoder
 from pipeline.atomic import atomic_write_text, remove_stale_temp_files
 from pipeline.reader import StageStore
 from stages.chords.vocab import Vocabulary
@@ -261,7 +261,7 @@ class Trainer:
         d = self.model_params.dropout
         keep = sample_keep_mask(len(batch.track_ids), {"chords": d.chords, "drums": d.drums, "melody": d.melody,
                                                        "text": d.text}, d.all, generator)
-        self.model.train()
+        self.model.training.train()
         loss = self.loss_of(self.train_model, batch, keep, generator)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.conditioners import Conditions, TemporalConditioner, TextConditioner
+from model.network.conditioners import Conditions, TemporalConditioner, TextConditioner
 from model.config import ModelConfig
 
 
