@@ -110,13 +110,14 @@ def chord_scores(report: Path, params: dict, group: str) -> dict[str, float | No
 
 def run_budget(timed: TimedGenerator, base_cfg, solver: str, steps: int, prompts_file: Path, prompts: list,
                out_dir: Path, params: dict, group: str) -> dict[str, Any]:
-    from model.sampling.generate import generate_batch_file
+    from model.sampling.generate import ReferenceConfigs, generate_batch_file
 
     generator = timed.generator
     generator.params = dataclasses.replace(base_cfg, solver=solver, steps=steps)
     timed.reset()
     started = time.perf_counter()
-    report = generate_batch_file(generator, prompts_file, out_dir, params, progress=False)
+    report = generate_batch_file(generator, prompts_file, out_dir, ReferenceConfigs.from_params(params),
+                                 progress=False)
     wall = time.perf_counter() - started
     n = len(report["clips"])
     if report["rejects"]:

@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any, Mapping
 import torch
 
 from model.config import GenerateConfig, ModelConfig, ModelParams, TextConfig, TrainConfig
-from pipeline.config import load_config
+from pipeline.config import config_to_dict, load_config
 from stages.chords.vocab import Vocabulary
 from stages.latents.stats import NormalisationStats
 
 if TYPE_CHECKING:
     from stages.latents.codec import Codec
+    from stages.latents.config import LatentsConfig
 
 Weights = dict[str, torch.Tensor]
 
@@ -38,6 +39,12 @@ class CodecSpec:
 
     name: str
     options: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, latents: "LatentsConfig") -> "CodecSpec":
+        """The codec a latents stage config names, its options as plain data (as the shards record them)."""
+        options = latents.codec_options()
+        return cls(name=latents.codec, options=config_to_dict(options) if options is not None else {})
 
     def build(self) -> "Codec":
         from stages.latents.codec import make_codec  # heavy (audio backends): only when asked

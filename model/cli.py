@@ -11,10 +11,9 @@ import argparse
 import dataclasses
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from pipeline.config import ConfigError, load_section, read_params
+from pipeline.config import ConfigError, load_section, read_params_if_present
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -81,10 +80,6 @@ def _metadata(args: argparse.Namespace) -> int:
     return 0
 
 
-def _params(path: str) -> dict[str, Any]:
-    return read_params(path) if Path(path).is_file() else {}
-
-
 def run_training(paths: Any, model_params: Any, train_cfg: Any, continue_from: str | None = None,
                  progress: bool = True, stop_at: int | None = None, generate: Any = None) -> dict[str, Any]:
     """Build a :class:`Trainer` and run it (module level so SLURM jobs can pickle it)."""
@@ -98,7 +93,7 @@ def _train(args: argparse.Namespace) -> int:
     from model.training.train import TrainPaths
 
     try:
-        params = _params(args.params)
+        params = read_params_if_present(args.params)
         model_params = load_section(ModelParams, "model", params)
         cfg = load_section(TrainConfig, "train", params)
         generate = load_section(GenerateConfig, "generate", params)  # recorded in the checkpoint
@@ -139,13 +134,14 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from model.sampling.generate import generate_batch_file, load_generator
+    from model.sampling.generate import ReferenceConfigs, generate_batch_file, load_generator
 
     try:
-        params = _params(args.params)
+        params = read_params_if_present(args.params)
+        references = ReferenceConfigs.from_params(params)  # drums / melody sections, parsed once here
         overrides = {key: _scalar(value) for key, value in (item.split("=", 1) for item in args.set)}
         generator = load_generator(args.checkpoint, params.get("generate"), overrides)
-        report = generate_batch_file(generator, args.prompts, args.out, params, progress=not args.no_progress)
+        report = generate_batch_file(generator, args.prompts, args.out, references, progress=not args.no_progress)
     except (ConfigError, ValueError, OSError) as exc:
         print(f"chordflow generate: {exc}", file=sys.stderr)
         return 2
@@ -166,11 +162,12 @@ def _heldout(args: argparse.Namespace) -> int:
     from model.evaluation.heldout import build_heldout
     from pipeline.reader import StageStore
     from stages.latents.codec import make_codec
+    from stages.latents.config import LatentsConfig
 
     try:
         latents = StageStore(args.latents)
-        codec_name = latents.info.params["codec"]
-        codec = make_codec(codec_name, latents.info.params.get(codec_name, {}))
+        latents_config = latents.config(LatentsConfig)
+        codec = make_codec(latents_config.codec, latents_config.codec_options())
         summary = build_heldout(manifest=args.manifest, metadata=args.metadata, chords_dir=args.chords,
                                 melody_dir=args.melody, drums_dir=args.drums, out_dir=args.out, codec=codec,
                                 seconds=args.seconds, splits=tuple(args.splits), truth_dir=args.truth,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import types
 import typing
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any, Mapping, TypeVar
 import yaml
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 DEFAULT_PARAMS_PATH = Path("params.yaml")
 
@@ -36,6 +38,17 @@ def read_params(path: str | Path = DEFAULT_PARAMS_PATH) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data
+
+
+def read_params_if_present(path: str | Path = DEFAULT_PARAMS_PATH) -> dict[str, Any]:
+    """:func:`read_params`, or ``{}`` when nothing is at ``path`` (every section at its defaults).
+
+    Every command's ``--params`` goes through this, so running without a params file behaves the
+    same everywhere; a path that exists but is not a readable YAML mapping is still an error."""
+    if not Path(path).exists():
+        log.info("%s not found: every section at its defaults", path)
+        return {}
+    return read_params(path)
 
 
 def load_config(cls: type[T], values: Mapping[str, Any] | None, where: str = "") -> T:

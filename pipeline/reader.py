@@ -1,9 +1,10 @@
 """Read a stage's output folder as one table, and join several stages by ``track_id``.
 
 ``StageStore`` indexes every shard of one stage (opened lazily, memory-mapped) and checks that all
-shards were made by the same stage/version/params. ``join_stages`` puts several stores side by side
-and checks that they are compatible (frame rates of time-aligned features agree, the track sets
-overlap), returning per-track dicts of numpy views.
+shards were made by the same stage/version/params; :meth:`StageStore.config` reads those params back
+as the stage's frozen config. ``join_stages`` puts several stores side by side and checks that they
+are compatible (frame rates of time-aligned features agree, the track sets overlap), returning
+per-track dicts of numpy views.
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, TypeVar
 
 import pyarrow as pa
 
+from pipeline.config import load_config
 from pipeline.store import ERROR_COLUMNS, ShardMeta, ShardReader, StageInfo, list_shards, read_shard_meta
+
+
+T = TypeVar("T")
 
 
 class StoreError(ValueError):
@@ -55,6 +60,16 @@ class StageStore:
     @property
     def frame_rate(self) -> float | None:
         return self.info.frame_rate
+
+    def config(self, cls: type[T]) -> T:
+        """The stage params the shards record, parsed as the frozen config ``cls`` (e.g. ``ChordsConfig``).
+
+        Strict like ``params.yaml``: a key ``cls`` lacks (another stage's folder, shards of another
+        version) raises :class:`StoreError` naming the folder, never a silently defaulted setting."""
+        try:
+            return load_config(cls, self.info.params, where=f"{self.out_dir} ({self.stage} params)")
+        except ValueError as exc:  # ConfigError, or a config's own check in __post_init__
+            raise StoreError(f"{exc} (the params recorded in the shards do not parse as {cls.__name__})") from exc
 
     def _reader(self, index: int) -> ShardReader:
         if index not in self._readers:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from pipeline.config import load_config, read_params
+from pipeline.config import load_config, read_params_if_present
 from pipeline.planning import ShardingConfig
 from pipeline.stage import available_stages
 
@@ -70,7 +69,7 @@ def run_stage_from_args(stage_name: str, args: argparse.Namespace, overrides: Ma
     from pipeline.executors import executor_from_params
     from pipeline.runner import run_stage
 
-    params = read_params(args.params) if Path(args.params).exists() else {}
+    params = read_params_if_present(args.params)
     sharding_values = dict(params.get("sharding") or {})
     if args.tracks_per_shard:
         sharding_values["tracks_per_shard"] = args.tracks_per_shard

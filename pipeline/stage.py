@@ -246,6 +246,12 @@ def get_stage_class(name: str) -> type[FeatureExtractor]:
     return cls
 
 
-def create_stage(name: str, params: Mapping[str, Any] | None = None) -> FeatureExtractor:
-    """Build the registered stage ``name`` from its ``params.yaml`` section."""
-    return get_stage_class(name).from_params(params)
+def create_stage(name: str, params: Mapping[str, Any] | Any | None = None) -> FeatureExtractor:
+    """Build the registered stage ``name`` from its ``params.yaml`` section, or from its config
+    already parsed (an instance of the stage's ``config_class``, e.g. by a command's edge)."""
+    cls = get_stage_class(name)
+    if isinstance(params, cls.config_class):
+        return cls(params)
+    if dataclasses.is_dataclass(params):
+        raise TypeError(f"stage {name!r} takes a {cls.config_class.__name__}, not a {type(params).__name__}")
+    return cls.from_params(params)

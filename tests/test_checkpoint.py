@@ -23,7 +23,7 @@ TINY_MODEL = {"dim": 32, "layers": 2, "heads": 2, "frames_per_token": 2, "chord_
 TINY_TRAIN = {"steps": 4, "batch_size": 4, "segment_seconds": 1.0, "warmup_steps": 2, "checkpoint_every": 100,
               "eval_every": 2, "eval_batches": 1, "normalisation": "per_dim", "seed": 5}
 #: Not GenerateConfig()'s defaults, so a run that forgot them would show.
-RECOMMENDED = {"cfg_coef_all": 4.0, "cfg_coef_txt": -1.0, "guidance_interval": [0.0, 0.5], "steps": 3,
+RECOMMENDED = {"cfg_coef_all": 3.0, "cfg_coef_txt": -0.5, "guidance_interval": [0.0, 0.7], "steps": 3,
                "seconds": 1.0, "batch_size": 2}
 INTERRUPT_AT = 2
 
@@ -68,7 +68,7 @@ def test_the_file_is_plain_data_and_tensors_in_two_declared_parts(cli_run):
     assert saved.format == CHECKPOINT_FORMAT and saved.training.step == TINY_TRAIN["steps"]
     assert saved.training.model_params == ModelParams(**TINY_MODEL)
     assert saved.training.train_config == TrainConfig(**TINY_TRAIN)
-    assert saved.artifact.generate == GenerateConfig(**{**RECOMMENDED, "guidance_interval": (0.0, 0.5)})
+    assert saved.artifact.generate == GenerateConfig(**{**RECOMMENDED, "guidance_interval": (0.0, 0.7)})
     assert len(saved.training.losses) == TINY_TRAIN["steps"] and len(saved.training.val_losses) == 2
     assert saved.artifact.vocabulary.build().mapping() == dict(saved.artifact.vocabulary.mapping)
 
@@ -93,7 +93,7 @@ def test_the_api_and_the_cli_start_from_the_same_generation_settings(cli_run, tm
 
     checkpoint, params = cli_run
     api = MusicGenerator.from_checkpoint(str(checkpoint), device="cpu").params
-    assert api == load_artifact(checkpoint).generate and api.cfg_coef_txt == -1.0  # not GenerateConfig()'s 0.0
+    assert api == load_artifact(checkpoint).generate and api.cfg_coef_txt == -0.5  # not GenerateConfig()'s
     used = []
     monkeypatch.setattr(generate_module, "generate_batch_file",
                         lambda generator, *a, **k: used.append(generator.params) or {"clips": [], "rejects": []})

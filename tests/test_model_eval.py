@@ -327,10 +327,10 @@ def test_eval_score_rejects_a_bad_report(tmp_path, capsys):
 
 
 def test_melody_is_skipped_with_a_reason_when_weights_are_missing(tmp_path, monkeypatch):
-    from model.evaluation.analysis import Analysers
+    from model.evaluation.analysis import AnalyserConfigs, Analysers
 
     monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "no_weights"))
-    analysers = Analysers({}, ModelEvalConfig())
+    analysers = Analysers(AnalyserConfigs(), ModelEvalConfig())
     assert not analysers.ready("melody")
     assert "WeightsError" in analysers.skipped["melody"] and "multif0.h5" in analysers.skipped["melody"]
     assert analysers.ready("chords") and "chords" not in analysers.skipped
@@ -339,7 +339,7 @@ def test_melody_is_skipped_with_a_reason_when_weights_are_missing(tmp_path, monk
 def test_an_unreadable_request_file_fails_only_its_own_score(tmp_path):
     from types import SimpleNamespace
 
-    from model.evaluation.analysis import Analysers
+    from model.evaluation.analysis import AnalyserConfigs, Analysers
     from model.evaluation.score import clip_row
     from stages.chords import Vocabulary, n_frames_for, timeline_to_frames
 
@@ -348,7 +348,7 @@ def test_an_unreadable_request_file_fails_only_its_own_score(tmp_path):
     frames = timeline_to_frames(clip.chords, n_frames_for(4.0), Vocabulary.jasco())
     heard = SimpleNamespace(timeline=[("C", 0.0, 2.0), ("G", 2.0, 4.0)], chord_frames=frames, duration_s=4.0,
                             melody_index=np.zeros(200, np.int16), onsets=None, seconds=1.0, errors={})
-    row = clip_row(clip, heard, {}, {"a": clip}, Analysers({}, ModelEvalConfig()))
+    row = clip_row(clip, heard, {}, {"a": clip}, Analysers(AnalyserConfigs(), ModelEvalConfig()))
     assert row["chord_accuracy"] == 1.0 and row["chord_iou"] == 1.0 and row["no_chord_fraction"] == 0.0
     assert "melody_accuracy" not in row and "score_melody" in row["errors"] and row["chance_clips"] == {}
 
@@ -356,7 +356,7 @@ def test_an_unreadable_request_file_fails_only_its_own_score(tmp_path):
 def test_onsets_of_a_longer_reference_count_within_the_clip_only(make_audio, tmp_path):
     from types import SimpleNamespace
 
-    from model.evaluation.analysis import Analysers
+    from model.evaluation.analysis import AnalyserConfigs, Analysers
     from model.evaluation.score import clip_row
 
     rate = 32000
@@ -367,5 +367,5 @@ def test_onsets_of_a_longer_reference_count_within_the_clip_only(make_audio, tmp
     clip = dataclasses.replace(_request("a", "g"), duration_s=2.2, drums=reference)
     heard = SimpleNamespace(timeline=None, chord_frames=None, melody_index=None, onsets=np.array([0.5, 1.0, 1.5, 2.0]),
                             duration_s=2.2, seconds=0.1, errors={})
-    row = clip_row(clip, heard, {}, {"a": clip}, Analysers({}, ModelEvalConfig()))
+    row = clip_row(clip, heard, {}, {"a": clip}, Analysers(AnalyserConfigs(), ModelEvalConfig()))
     assert row["onset_f1"] == pytest.approx(1.0) and row["errors"] == {}

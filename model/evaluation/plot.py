@@ -77,17 +77,15 @@ def plot_clip(report_path: str | Path, clip_id: str, out: str | Path, params: An
     """Analyse one clip of a generation report with the chords stage and draw it (see module doc)."""
     from model.evaluation.analysis import Analysers
     from model.evaluation.report import read_report
-    from model.evaluation.score import ModelEvalConfig, load_params, requested_segments
-    from pipeline.config import load_config
+    from model.evaluation.score import eval_settings, requested_segments
 
-    params = load_params(params)
-    config = load_config(ModelEvalConfig, params.get("model_eval"), where="model_eval")
+    config, stages = eval_settings(params)
     report = read_report(report_path)
     clip = next((c for c in report.clips if c.id == clip_id), None)
     if clip is None:
         known = ", ".join(c.id for c in report.clips[:5])
         raise KeyError(f"{report.path}: no clip {clip_id!r} (clips: {known}{', ...' if len(report.clips) > 5 else ''})")
-    analysers = Analysers(params, config)
+    analysers = Analysers(stages, config)
     if not analysers.ready("chords"):
         raise RuntimeError(f"chords analyser unavailable: {analysers.skipped['chords']}")
     analysis = analysers.analyse(_chords_only(clip), embedding=False)

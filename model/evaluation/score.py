@@ -33,21 +33,21 @@ A Fréchet distance between the generated set and a real reference set is added 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
-from pipeline.config import ConfigError, load_config, read_params
+from pipeline.config import ConfigError, load_section, read_params_if_present
 from stages.chords.vocab import NO_CHORD_INDEX
 from stages.drums.constants import ONSET_WINDOW_S
 from model.evaluation.embedding import EmbeddingConfig
 from model.evaluation.report import ClipRequest
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from model.evaluation.analysis import AnalyserConfigs
 
 METRICS_FORMAT = "chordflow.model_eval/1"
 #: Per-clip score columns, in table order; each also has a ``<name>_chance`` twin.
@@ -75,16 +75,16 @@ class ModelEvalConfig:
             raise ConfigError(f"model_eval: need onset_tolerance_s > 0 and reference_limit >= 0, got {self}")
 
 
-def load_params(params: Mapping[str, Any] | str | Path | None) -> dict[str, Any]:
-    """A params mapping; a path that does not exist gives ``{}`` (every section at its defaults)."""
+def eval_settings(params: Mapping[str, Any] | str | Path | None) -> tuple[ModelEvalConfig, "AnalyserConfigs"]:
+    """``model_eval`` and the analysers' stage sections, parsed once: ``params`` is a mapping or a
+    YAML path (a path that does not exist, or None, gives every section at its defaults)."""
+    from model.evaluation.analysis import AnalyserConfigs
+
     if params is None:
-        return {}
-    if isinstance(params, Mapping):
-        return dict(params)
-    if not Path(params).is_file():
-        log.info("%s not found: every section at its defaults", params)
-        return {}
-    return read_params(params)
+        params = {}
+    elif not isinstance(params, Mapping):
+        params = read_params_if_present(params)
+    return load_section(ModelEvalConfig, "model_eval", params), AnalyserConfigs.from_params(params)
 
 
 # ----------------------------------------------------------------------------- pure scores
@@ -282,10 +282,9 @@ def evaluate_report(report_path: str | Path, params: Mapping[str, Any] | str | P
     from model.evaluation.report import read_report
 
     started = time.perf_counter()
-    params = load_params(params)
-    config = load_config(ModelEvalConfig, params.get("model_eval"), where="model_eval")
+    config, stages = eval_settings(params)
     report = read_report(report_path)
-    analysers = Analysers(params, config)
+    analysers = Analysers(stages, config)
     analyses = {clip.id: analysers.analyse(clip, embedding=reference_manifest is not None)
                 for clip in tqdm(report.clips, desc="eval", unit="clip", disable=not progress)}
     by_id = {clip.id: clip for clip in report.clips}

@@ -34,7 +34,9 @@ from model.checkpoint import load_artifact
 from model.config import GenerateConfig
 from model.sampling.sample import MusicGenerator
 from pipeline.atomic import atomic_path, atomic_write_text
-from pipeline.config import load_config
+from pipeline.config import load_config, load_section
+from stages.drums.config import DrumsConfig
+from stages.melody.config import MelodyConfig
 
 REPORT_FORMAT = "chordflow.generation/1"
 PEAK_LIMIT = 0.99
@@ -69,10 +71,21 @@ def load_generator(checkpoint: str | Path, section: Mapping[str, Any] | None = N
                    overrides: Mapping[str, Any] | None = None) -> MusicGenerator:
     """A :class:`MusicGenerator` of ``checkpoint`` with :func:`generation_settings` applied."""
     artifact = load_artifact(checkpoint)
-    cfg = generation_settings(artifact, section, overrides)
-    generator = MusicGenerator(artifact, device=cfg.device, use_ema=cfg.use_ema)
-    generator.params = cfg
-    return generator
+    return MusicGenerator(artifact, settings=generation_settings(artifact, section, overrides))
+
+
+@dataclass(frozen=True)
+class ReferenceConfigs:
+    """The drums and melody stage configs that turn a prompt's reference files into controls."""
+
+    drums: DrumsConfig = field(default_factory=DrumsConfig)
+    melody: MelodyConfig = field(default_factory=MelodyConfig)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "ReferenceConfigs":
+        """Parse the params sections ``drums`` and ``melody`` (strictly, once, at the command's edge)."""
+        return cls(drums=load_section(DrumsConfig, "drums", params),
+                   melody=load_section(MelodyConfig, "melody", params))
 
 
 def read_prompts(path: str | Path, default_duration: float) -> tuple[list[Prompt], list[dict[str, str]]]:
@@ -116,8 +129,8 @@ def read_prompts(path: str | Path, default_duration: float) -> tuple[list[Prompt
 class ControlLoader:
     """Turns reference files into controls with the project's own stages (built lazily)."""
 
-    def __init__(self, params: dict[str, Any], model_frame_rate: float) -> None:
-        self.params = params
+    def __init__(self, references: ReferenceConfigs, model_frame_rate: float) -> None:
+        self.references = references
         self.frame_rate = model_frame_rate
         self._separator = None
         self._melody = None
@@ -125,11 +138,9 @@ class ControlLoader:
     def drums(self, path: Path) -> tuple[np.ndarray, int]:
         """Reference audio -> (N,) drum stem and its rate (drums stage separator)."""
         from pipeline.audio import load_audio
-        from pipeline.config import load_config
-        from stages.drums.config import DrumsConfig
         from stages.drums.separators import make_separator
 
-        cfg = load_config(DrumsConfig, self.params.get("drums"), where="drums")
+        cfg = self.references.drums
         if self._separator is None:
             self._separator = make_separator(cfg)
             self._separator.setup()
@@ -143,13 +154,11 @@ class ControlLoader:
         if path.suffix == ".npy":
             return np.load(path).astype(np.float32)
         from pipeline.audio import load_audio
-        from pipeline.config import load_config
-        from stages.melody.config import MelodyConfig
         from stages.melody.extractor import MelodyExtractor
         from stages.melody.jasco import one_hot
 
         if self._melody is None:
-            self._melody = MelodyExtractor(load_config(MelodyConfig, self.params.get("melody"), where="melody"))
+            self._melody = MelodyExtractor(self.references.melody)
         stage = self._melody
         samples, _ = load_audio(path, sample_rate=stage.sample_rate, channels=stage.channels)
         index = stage.extract(samples, stage.sample_rate)["melody_index"]
@@ -176,12 +185,13 @@ def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
 
 
 def generate_batch_file(generator: MusicGenerator, prompts_path: str | Path, out_dir: str | Path,
-                        params: dict[str, Any], progress: bool = True) -> dict[str, Any]:
-    """Run every prompt; returns (and writes) the report."""
+                        references: ReferenceConfigs = ReferenceConfigs(), progress: bool = True) -> dict[str, Any]:
+    """Run every prompt (reference files through the stages ``references`` configures); returns
+    (and writes) the report."""
     out_dir = Path(out_dir)
     cfg = generator.params
     prompts, rejects = read_prompts(prompts_path, cfg.seconds)
-    loader = ControlLoader(params, generator.config.frame_rate)
+    loader = ControlLoader(references, generator.config.frame_rate)
     clips = []
     for prompt in tqdm(prompts, desc="load controls", disable=not progress):
         try:

@@ -1,7 +1,7 @@
 """Sampling: a JASCO-like Python API over a checkpoint's run artifact.
 
     gen = MusicGenerator.from_checkpoint("models/demo/checkpoint.pt")   # the run's generate settings
-    gen.set_generation_params(cfg_coef_all=5.0, cfg_coef_txt=0.0, solver="euler", steps=16, duration=10)
+    gen.set_generation_params(cfg_coef_all=5.0, cfg_coef_txt=0.0, guidance_interval=(0.0, 1.0))  # e.g. JASCO's
     wavs = gen.generate_music(["calm piano"], chords=[("C", 0.0), ("G", 2.5)], progress=True)  # (B, N)
 
 Multi-source classifier-free guidance, batched in one forward pass per solver step:
@@ -16,7 +16,7 @@ which every solver then integrates exactly, so the model sees consistent context
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ from model.network.text import TextEncoder
 from stages.chords.frames import timeline_to_frames
 from stages.latents.codec import Codec
 from stages.melody.jasco import melody_index, one_hot
+
+if TYPE_CHECKING:
+    from model.config import GenerateConfig
 
 Timeline = Sequence[tuple[str, float]]
 
@@ -65,14 +68,16 @@ def _is_timeline(value: Any) -> bool:
 class MusicGenerator:
     """A trained model, its codec, text encoder and normalisation, ready to sample.
 
-    Starts from the artifact's recommended generation settings (the ``generate`` params the run was
-    trained with), as ``chordflow generate`` does; ``device`` and ``use_ema`` default to them too.
+    Its settings are ``settings`` when given (``chordflow generate`` passes the artifact's, then its
+    params section, then ``--set``: :func:`model.sampling.generate.generation_settings`), else the
+    artifact's recommended ones (the ``generate`` params the run was trained with, over
+    :class:`~model.config.GenerateConfig`'s defaults); ``device`` and ``use_ema`` default to them too.
     """
 
     def __init__(self, artifact: RunArtifact, device: str | None = None, use_ema: bool | None = None,
-                 codec: Codec | None = None) -> None:
+                 codec: Codec | None = None, settings: GenerateConfig | None = None) -> None:
         self.artifact = artifact
-        self.params = artifact.generate
+        self.params = settings if settings is not None else artifact.generate
         self.device = resolve_device(device if device is not None else self.params.device)
         use_ema = self.params.use_ema if use_ema is None else use_ema
         self.model = model_from_artifact(artifact, use_ema=use_ema).to(self.device)

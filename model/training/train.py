@@ -37,7 +37,9 @@ from model.flow.path import CondOTPath
 from model.network.text import TextEncoder
 from pipeline.atomic import atomic_write_text, remove_stale_temp_files
 from pipeline.reader import StageStore
+from stages.chords.stage import ChordsConfig
 from stages.chords.vocab import Vocabulary
+from stages.latents.config import LatentsConfig
 from stages.latents.stats import NormalisationStats
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -86,8 +88,8 @@ def _saved_identity(saved: Checkpoint) -> str:
 
 def chord_vocabulary(chords_dir: str | Path) -> Vocabulary:
     """The vocabulary the chords stage used (its params name it)."""
-    info = StageStore(chords_dir).info.params
-    return Vocabulary.load(info.get("vocabulary", "jasco"), slash_fallback=info.get("slash_fallback", True))
+    chords = StageStore(chords_dir).config(ChordsConfig)
+    return Vocabulary.load(chords.vocabulary, slash_fallback=chords.slash_fallback)
 
 
 class Trainer:
@@ -112,8 +114,7 @@ class Trainer:
             remove_stale_temp_files(self.out_dir)  # left by a run killed while writing a checkpoint
         self.stats = NormalisationStats.load(paths.stats)
         latents_store = StageStore(paths.latents)
-        codec_name = latents_store.info.params["codec"]
-        self.codec = CodecSpec(name=codec_name, options=latents_store.info.params.get(codec_name, {}))
+        self.codec = CodecSpec.of(latents_store.config(LatentsConfig))
         self.vocabulary = chord_vocabulary(paths.chords)
         self.text_encoder = TextEncoder(model_params.text, device=self.device)
         metadata = load_track_metadata(paths.manifest, paths.metadata)
@@ -261,7 +262,7 @@ class Trainer:
         d = self.model_params.dropout
         keep = sample_keep_mask(len(batch.track_ids), {"chords": d.chords, "drums": d.drums, "melody": d.melody,
                                                        "text": d.text}, d.all, generator)
-        self.model.training.train()
+        self.model.train()
         loss = self.loss_of(self.train_model, batch, keep, generator)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

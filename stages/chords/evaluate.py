@@ -98,13 +98,14 @@ def evaluate_store(features_dir: str | Path, truth_dir: str | Path, vocabulary: 
     """Score every track of a chords shard folder that has a truth file. Returns the metrics dict
     written by the CLI (corpus figures at the top level)."""
     from pipeline.reader import StageStore
+    from stages.chords.stage import ChordsConfig
 
     store = StageStore(features_dir)
     if store.stage != "chords":
         raise ValueError(f"{features_dir}: holds stage {store.stage!r}, not chords")
     frame_rate = store.frame_rate
     if vocabulary is None:
-        vocabulary = Vocabulary.load(store.info.params.get("vocabulary", "jasco"))
+        vocabulary = Vocabulary.load(store.config(ChordsConfig).vocabulary)
     truth_dir = Path(truth_dir)
     tracks: list[TrackScores] = []
     missing: list[str] = []

@@ -37,10 +37,11 @@ def export_audiocraft(features_dir: str | Path, out_dir: str | Path, vocabulary:
         ValueError: two tracks share a key (same file stem in different folders).
     """
     from pipeline.reader import StageStore
+    from stages.chords.stage import ChordsConfig
 
     store = StageStore(features_dir)
     if vocabulary is None:
-        vocabulary = Vocabulary.load(store.info.params.get("vocabulary", "jasco"))
+        vocabulary = Vocabulary.load(store.config(ChordsConfig).vocabulary)
     vocabulary.reset_counts()
     chords: dict[str, list[tuple[str, float]]] = {}
     owner: dict[str, str] = {}

@@ -6,9 +6,13 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.atomic import atomic_write_text
-from pipeline.config import read_params
+from pipeline.config import load_section, read_params_if_present
+
+if TYPE_CHECKING:
+    from stages.drums.config import DrumsConfig
 
 STAGE = "drums"
 
@@ -37,8 +41,11 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     plot.set_defaults(func=_cli_plot)
 
 
-def _stage_section(params_path: str) -> dict:
-    return dict((read_params(params_path) if Path(params_path).exists() else {}).get(STAGE) or {})
+def _config(params_path: str) -> "DrumsConfig":
+    """The ``drums`` section, parsed once here and handed down typed."""
+    from stages.drums.config import DrumsConfig
+
+    return load_section(DrumsConfig, STAGE, read_params_if_present(params_path))
 
 
 def _cli_extract(args: argparse.Namespace) -> int:
@@ -46,7 +53,7 @@ def _cli_extract(args: argparse.Namespace) -> int:
     from pipeline.stage import create_stage
     from stages.drums.stems import prune_orphan_stems, remove_shards_missing_stems
 
-    stage = create_stage(STAGE, _stage_section(args.params))  # bad params fail here, before any worker starts
+    stage = create_stage(STAGE, _config(args.params))  # bad params fail here, before any worker starts
     if stage.config.separator == "demucs":
         # fail in seconds, not once per shard in every worker, when the weights are not on disk
         from stages.drums.demucs_weights import DemucsWeightsMissing, locate_weights, plan_bag
@@ -66,11 +73,9 @@ def _cli_extract(args: argparse.Namespace) -> int:
 
 
 def _cli_eval(args: argparse.Namespace) -> int:
-    from pipeline.config import load_config
-    from stages.drums.config import DrumsConfig
     from stages.drums.evaluate import evaluate_stems, summarize
 
-    config = load_config(DrumsConfig, _stage_section(args.params), where=STAGE)
+    config = _config(args.params)
     try:
         evaluation = evaluate_stems(args.features, args.corpus, config.onset, progress=not args.no_progress)
     except (OSError, ValueError) as exc:  # no shards, another stage's folder, no corpus index, ...
@@ -92,13 +97,11 @@ def _fmt(value: float | None) -> str:
 
 
 def _cli_plot(args: argparse.Namespace) -> int:
-    from pipeline.config import load_config
     from pipeline.reader import StageStore
-    from stages.drums.config import DrumsConfig
     from stages.drums.evaluate import read_index
     from stages.drums.plot import plot_separation
 
-    config = load_config(DrumsConfig, _stage_section(args.params), where=STAGE)
+    config = _config(args.params)
     store = StageStore(args.features)
     index = read_index(args.corpus)
     rows = {Path(store.get(t)["path"]).stem: t for t in store.track_ids()}

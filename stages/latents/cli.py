@@ -6,7 +6,12 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping
+
+from pipeline.config import load_section, read_params_if_present
+
+if TYPE_CHECKING:
+    from stages.latents.config import LatentsConfig
 
 STAGE_NAME = "latents"
 
@@ -51,17 +56,10 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     plot.set_defaults(func=_cli_plot)
 
 
-def _section(params_path: str, name: str = STAGE_NAME) -> dict[str, Any]:
-    from pipeline.config import read_params
-
-    return dict(read_params(params_path).get(name) or {}) if Path(params_path).exists() else {}
-
-
-def _config(params_path: str):
-    from pipeline.config import load_config
+def _config(params: Mapping[str, Any]) -> "LatentsConfig":
     from stages.latents.config import LatentsConfig
 
-    return load_config(LatentsConfig, _section(params_path), where=STAGE_NAME)
+    return load_section(LatentsConfig, STAGE_NAME, params)
 
 
 def _cli_extract(args: argparse.Namespace) -> int:
@@ -110,11 +108,12 @@ def _cli_eval(args: argparse.Namespace) -> int:
                                          write_metrics)
     from stages.latents.melody_judge import load_melody_judge
 
-    config = _config(args.params)
+    params = read_params_if_present(args.params)
+    config = _config(params)
     clips = select_clips(args.manifest, args.truth, args.limit or None)
     judges = Judges(harmony=None if args.no_harmony else HarmonyJudge())
     if not args.no_melody:
-        judges.melody, judges.melody_skipped = load_melody_judge(_section(args.params, "melody"))
+        judges.melody, judges.melody_skipped = load_melody_judge(params.get("melody"))
     results: dict[str, dict[str, Any]] = {}
     for name in args.codec or sorted(CODECS):
         try:
@@ -134,7 +133,7 @@ def _cli_plot(args: argparse.Namespace) -> int:
     from stages.latents.codec import make_codec
     from stages.latents.plot import plot_roundtrip
 
-    config = _config(args.params)
+    config = _config(read_params_if_present(args.params))
     name = args.codec or config.codec
     codec = make_codec(name, getattr(config, name, None))
     samples, _ = load_audio(args.audio, sample_rate=codec.sample_rate, channels=1, offset_s=args.offset,

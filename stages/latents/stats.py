@@ -91,6 +91,7 @@ def compute_stats(features_dir: str | Path, track_ids: Iterable[str] | None = No
                   progress: bool = True) -> NormalisationStats:
     """Statistics of ``column`` over ``track_ids`` (default: every track) of a latents folder."""
     from pipeline.reader import StageStore
+    from stages.latents.config import LatentsConfig
 
     store = StageStore(features_dir)
     spec = next((s for s in store.info.features if s.name == column), None)
@@ -115,7 +116,7 @@ def compute_stats(features_dir: str | Path, track_ids: Iterable[str] | None = No
     # spread of the per-dim means around the grand mean
     global_var = (m2.sum() + frames * np.sum((dim_mean - grand_mean) ** 2)) / (frames * dim)
     return NormalisationStats(
-        column=column, codec=str(store.info.params.get("codec", "")), params_hash=store.info.params_hash,
+        column=column, codec=store.config(LatentsConfig).codec, params_hash=store.info.params_hash,
         frame_rate=float(spec.frame_rate or 0.0), tracks=len(wanted), frames=int(frames), mean=grand_mean,
         std=float(np.sqrt(global_var)), dim_mean=tuple(float(v) for v in dim_mean),
         dim_std=tuple(float(v) for v in np.sqrt(m2 / frames)),

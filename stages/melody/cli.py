@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from pipeline.config import ConfigError, load_section, read_params
+from pipeline.config import ConfigError, load_section, read_params_if_present
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,6 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     fetch.set_defaults(func=_fetch)
 
 
-def _params(path: str) -> dict:
-    return read_params(path) if Path(path).exists() else {}
-
-
 def _eval(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -58,7 +54,7 @@ def _eval(args: argparse.Namespace) -> int:
     from stages.melody.config import MelodyConfig, MelodyEvalConfig
     from stages.melody.evaluate import evaluate_corpus, manifest_clips
 
-    params = _params(args.params)
+    params = read_params_if_present(args.params)
     stage = load_section(MelodyConfig, "melody", params)
     eval_cfg = load_section(MelodyEvalConfig, "melody_eval", params)
     if args.limit is not None:
@@ -78,7 +74,7 @@ def _plot(args: argparse.Namespace) -> int:
     from stages.melody.config import MelodyConfig
     from stages.melody.plot import plot_salience
 
-    stage = load_section(MelodyConfig, "melody", _params(args.params))
+    stage = load_section(MelodyConfig, "melody", read_params_if_present(args.params))
     out = plot_salience(args.audio, args.out, stage, args.truth, args.model)
     print(f"melody plot: {out}")
     return 0
@@ -89,7 +85,7 @@ def _fetch(args: argparse.Namespace) -> int:
     from stages.melody.weights import resolve_weights_dir
 
     try:
-        configured = (_params(args.params).get("melody") or {}).get("weights_dir")
+        configured = (read_params_if_present(args.params).get("melody") or {}).get("weights_dir")
     except ConfigError:
         configured = None
     dest = Path(args.dest) if args.dest else resolve_weights_dir(configured)
