@@ -67,9 +67,8 @@ def markdown(table: dict[str, Any]) -> str:
 
 
 def write_adherence(generated_path: str | Path, ceiling_path: str | Path, out: str | Path) -> dict[str, Any]:
-    from pipeline.atomic import atomic_write_text
+    from pipeline.metrics import write_metrics
 
     table = adherence_table(json.loads(Path(generated_path).read_text()), json.loads(Path(ceiling_path).read_text()))
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(table, indent=1) + "\n")
+    write_metrics(table, out)
     return table

@@ -47,7 +47,7 @@ def _fail(message: object) -> int:
 
 def _score(args: argparse.Namespace) -> int:
     from model.evaluation.score import evaluate_report
-    from stages.chords.evaluate import write_metrics
+    from pipeline.metrics import write_metrics
 
     if args.reference_limit is not None and args.reference_limit < 0:
         return _fail("--reference-limit must be >= 0")

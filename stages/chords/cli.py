@@ -68,7 +68,8 @@ def _build_vocab(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from pipeline.reader import StoreError
-    from stages.chords.evaluate import evaluate_store, format_table, write_metrics
+    from pipeline.metrics import write_metrics
+    from stages.chords.evaluate import evaluate_store, format_table
 
     try:
         result = evaluate_store(args.features, args.truth)

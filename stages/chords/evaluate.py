@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.atomic import atomic_write_text
 from stages.chords.frames import as_segments, timeline_to_frames
 from stages.chords.labels import to_harte
 from stages.chords.vocab import Vocabulary
@@ -175,10 +174,3 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_metrics(result: dict[str, Any], out: str | Path) -> Path:
-    """Write the metrics JSON atomically (NaN -> null, so DVC can read it)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    clean = json.loads(json.dumps(result), parse_constant=lambda _: None)
-    atomic_write_text(out, json.dumps(clean, indent=2, sort_keys=True) + "\n")
-    return out

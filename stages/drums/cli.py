@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.atomic import atomic_write_text
 from pipeline.config import load_section, read_params_if_present
+from pipeline.metrics import write_metrics
 
 if TYPE_CHECKING:
     from stages.drums.config import DrumsConfig
@@ -82,9 +81,9 @@ def _cli_eval(args: argparse.Namespace) -> int:
         print(f"drums eval: {exc}")
         return 1
     metrics = summarize(evaluation)
-    atomic_write_text(args.out, json.dumps(metrics, indent=2) + "\n")
+    write_metrics(metrics, args.out)
     if args.per_clip:
-        atomic_write_text(args.per_clip, json.dumps([dataclasses.asdict(s) for s in evaluation.scores], indent=1) + "\n")
+        write_metrics([dataclasses.asdict(s) for s in evaluation.scores], args.per_clip)
     print(f"drums eval ({evaluation.separator}, {metrics['clips_with_drums']} clips with drums, "
           f"{metrics['clips_without_drums']} without, {metrics['clips_failed']} unreadable): onset F1 {_fmt(metrics['onset_f1'])} "
           f"(mix {_fmt(metrics['onset_f1_mix'])}), SI-SDR {_fmt(metrics['si_sdr_db'])} dB "

@@ -104,8 +104,8 @@ def _cli_stats(args: argparse.Namespace) -> int:
 
 def _cli_eval(args: argparse.Namespace) -> int:
     from stages.latents.codec import CODECS, CodecError, make_codec
-    from stages.latents.evaluate import (HarmonyJudge, Judges, evaluate_codec, format_table, select_clips,
-                                         write_metrics)
+    from pipeline.metrics import write_metrics
+    from stages.latents.evaluate import HarmonyJudge, Judges, evaluate_codec, format_table, select_clips
     from stages.latents.melody_judge import load_melody_judge
 
     params = read_params_if_present(args.params)

@@ -22,7 +22,6 @@ from typing import Any, Iterable
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.atomic import atomic_write_text
 from stages.latents.codec import Codec
 from stages.latents.constants import CHORDINO_RATE
 from stages.latents.melody_judge import MelodyJudge, MelodyScore, melody_summary, truth_melody
@@ -172,8 +171,3 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_metrics(results: dict[str, dict[str, Any]], out: str | Path) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(results, indent=2, sort_keys=True, allow_nan=True) + "\n")
-    return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
@@ -50,7 +49,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 def _eval(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from pipeline.atomic import atomic_write_text
+    from pipeline.metrics import write_metrics
     from stages.melody.config import MelodyConfig, MelodyEvalConfig
     from stages.melody.evaluate import evaluate_corpus, manifest_clips
 
@@ -61,7 +60,7 @@ def _eval(args: argparse.Namespace) -> int:
         eval_cfg = dataclasses.replace(eval_cfg, limit=args.limit)
     clips = manifest_clips(args.manifest, args.truth, eval_cfg.limit)
     summary = evaluate_corpus(clips, stage, eval_cfg, args.features, progress=not args.no_progress)
-    atomic_write_text(args.out, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_metrics(summary, args.out)
     print(f"melody eval: {summary['clips']} clips, backend {stage.backend}, voicing threshold "
           f"{eval_cfg.voicing_threshold} -> {args.out}")
     for name, metrics in summary.items():
