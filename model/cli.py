@@ -81,22 +81,21 @@ def _metadata(args: argparse.Namespace) -> int:
 
 
 def run_training(paths: Any, model_params: Any, train_cfg: Any, continue_from: str | None = None,
-                 progress: bool = True, stop_at: int | None = None, generate: Any = None) -> dict[str, Any]:
+                 progress: bool = True, stop_at: int | None = None) -> dict[str, Any]:
     """Build a :class:`Trainer` and run it (module level so SLURM jobs can pickle it)."""
     from model.training.train import Trainer
 
-    return Trainer(paths, model_params, train_cfg, continue_from, generate).run(progress=progress, stop_at=stop_at)
+    return Trainer(paths, model_params, train_cfg, continue_from).run(progress=progress, stop_at=stop_at)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from model.config import GenerateConfig, ModelParams, TrainConfig
+    from model.config import ModelParams, TrainConfig
     from model.training.train import TrainPaths
 
     try:
         params = read_params_if_present(args.params)
         model_params = load_section(ModelParams, "model", params)
         cfg = load_section(TrainConfig, "train", params)
-        generate = load_section(GenerateConfig, "generate", params)  # recorded in the checkpoint
         if args.steps is not None:
             cfg = dataclasses.replace(cfg, steps=args.steps)
     except ConfigError as exc:
@@ -104,13 +103,13 @@ def _train(args: argparse.Namespace) -> int:
         return 2
     paths = TrainPaths(manifest=args.manifest, latents=args.latents, chords=args.chords, melody=args.melody,
                        stats=args.stats, out_dir=args.out, metadata=args.metadata)
-    call = (paths, model_params, cfg, args.continue_from, not args.no_progress, args.stop_at, generate)
+    call = (paths, model_params, cfg, args.continue_from, not args.no_progress, args.stop_at)
     try:
         if args.executor == "slurm":
             from pipeline.executors import executor_from_params
 
             with executor_from_params(params, backend="slurm") as executor:
-                future = executor.submit(run_training, *call[:4], False, args.stop_at, generate)
+                future = executor.submit(run_training, *call[:4], False, args.stop_at)
                 print(f"submitted SLURM job {future.job_id}; logs {future.stdout_path}", file=sys.stderr)
                 summary = future.result()
         else:

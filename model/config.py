@@ -156,9 +156,9 @@ class TrainConfig:
 class GenerateConfig:
     """Generation settings; the defaults are the project's recommended ones, the only set.
 
-    The trainer records them, with any params ``generate`` keys over them, in the checkpoint; the
-    Python API and ``chordflow generate`` both start from that record (params.yaml's ``generate``
-    section lists only what the demo deliberately changes).
+    The trainer records them in the checkpoint; the Python API and ``chordflow generate`` both start
+    from that record. params.yaml's ``generate`` section holds sampling-time overrides, applied by
+    ``chordflow generate`` only (so changing one never retrains the model); the demo sets none.
 
     Guidance: v = w_all v(all) + w_txt v(text) + (1 - w_all - w_txt) v(none)
     = v(none) + (w_all + w_txt) [v(text) - v(none)] + w_all [v(all) - v(text)], so 4.0 / -1.0 guides

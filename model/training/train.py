@@ -95,8 +95,10 @@ def chord_vocabulary(chords_dir: str | Path) -> Vocabulary:
 class Trainer:
     """Holds model, optimiser, data and text encoder of one training run.
 
-    ``generate`` (params ``generate``) does not affect training; the checkpoint records it as the
-    run's recommended generation settings, which the sampler starts from.
+    ``generate`` does not affect training; the checkpoint records it as the run's recommended
+    generation settings, which the sampler starts from. ``chordflow train`` leaves it at
+    :class:`GenerateConfig`'s defaults: params ``generate`` are sampling-time choices (applied by
+    ``chordflow generate``), so changing them never retrains the model.
     """
 
     def __init__(self, paths: TrainPaths, model_params: ModelParams, cfg: TrainConfig,
