@@ -122,8 +122,8 @@ def _parse_current(payload: Mapping[str, Any]) -> Checkpoint:
 
 
 def _parse_legacy(payload: Mapping[str, Any]) -> Checkpoint:
-    """``chordflow.checkpoint/1`` -> the same objects; its generation settings were never stored, so
-    it gets ``GenerateConfig()`` (what the sampler started from when such files were written)."""
+    """``chordflow.checkpoint/1`` -> the same objects; it never stored generation settings, so it gets
+    ``GenerateConfig()``'s recommended ones, like every run trained today."""
     model_params = payload["model_params"]
     artifact = {
         "model_config": payload["model_config"], "codec": payload["codec"], "vocabulary": payload["vocabulary"],
