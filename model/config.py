@@ -12,8 +12,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from music.vocabulary import JASCO_CHORD_VOCAB_SIZE
 from pipeline.config import load_config
-from pipeline.constants import JASCO_CHORD_VOCAB_SIZE, LATENT_FRAME_RATE
+from pipeline.constants import LATENT_FRAME_RATE
 from stages.melody.constants import JASCO_N_SEMITONES
 
 #: Size presets; ``model.preset`` picks one and explicit keys override it.
@@ -23,8 +24,6 @@ PRESETS: dict[str, dict[str, int]] = {
     "jasco": {"dim": 1024, "layers": 24, "heads": 16},    # JASCO-scale, for GPU clusters
 }
 DEFAULT_PRESET = "tiny"
-
-CONDITION_NAMES: tuple[str, ...] = ("chords", "drums", "melody", "text")
 
 
 @dataclass(frozen=True)

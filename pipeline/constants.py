@@ -6,11 +6,6 @@ from __future__ import annotations
 #: resampled to it. JASCO's EnCodec-32kHz runs at 50 fps.
 LATENT_FRAME_RATE: float = 50.0
 
-#: JASCO's pre-defined chord vocabulary: 194 labels, ``N`` (no chord) = 0, ``UNK`` = 193.
-JASCO_CHORD_VOCAB_SIZE: int = 194
-CHORD_NO_CHORD: str = "N"
-CHORD_UNKNOWN: str = "UNK"
-
 #: Sample rate at which the demo corpus is rendered by FluidSynth.
 CORPUS_RENDER_SAMPLE_RATE: int = 44100
 

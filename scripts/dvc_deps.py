@@ -39,7 +39,7 @@ from scripts.dvc_yaml_deps import dep_group, rewrite_deps
 from scripts.import_closure import Closure, Facts, Project, close, module_facts
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES: tuple[str, ...] = ("chordflow", "pipeline", "stages", "model")
+PACKAGES: tuple[str, ...] = ("chordflow", "music", "pipeline", "stages", "model")
 DVC_FILE = "dvc.yaml"
 CHORDFLOW = "chordflow"
 PYTHONS = ("python", "python3")

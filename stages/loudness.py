@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from music.frames import frames_covering
 from pipeline.constants import LATENT_FRAME_RATE
 from pipeline.stage import FeatureExtractor, FeatureSpec
 
@@ -40,7 +41,7 @@ def frame_rms_db(samples: np.ndarray, sr: int, frame_rate: float) -> np.ndarray:
     """
     power = np.mean(np.square(samples, dtype=np.float64), axis=0)
     n = power.shape[0]
-    n_frames = int(np.ceil(n * frame_rate / sr))
+    n_frames = frames_covering(n, sr, frame_rate)
     if n_frames == 0:
         return np.zeros(0, dtype=np.float32)
     bounds = np.round(np.arange(n_frames + 1) * sr / frame_rate).astype(np.int64)
@@ -90,7 +91,7 @@ class LoudnessExtractor(FeatureExtractor):
             peak = max(peak, float(np.max(np.abs(chunk))) if chunk.size else 0.0)
             # frame k covers [round(k sr / fr), round((k+1) sr / fr)); close the frames that end in this chunk
             first = int(np.floor(start * fr / sr))
-            bounds = np.round(np.arange(first, int(np.ceil(stop * fr / sr)) + 2) * sr / fr).astype(np.int64)
+            bounds = np.round(np.arange(first, frames_covering(stop, sr, fr) + 2) * sr / fr).astype(np.int64)
             closed = bounds[(bounds > start) & (bounds <= stop)]
             cumulative = np.concatenate([[0.0], np.cumsum(power)])
             edges = np.concatenate([[start], closed]) - start
@@ -102,7 +103,7 @@ class LoudnessExtractor(FeatureExtractor):
             else:
                 carry_sum += float(cumulative[-1])
             start = stop
-        n_frames = int(np.ceil(start * fr / sr))
+        n_frames = frames_covering(start, sr, fr)
         totals = np.concatenate(sums + [np.array([carry_sum])])[:n_frames] if n_frames else np.zeros(0)
         bounds = np.round(np.arange(n_frames + 1) * sr / fr).astype(np.int64)
         if n_frames:

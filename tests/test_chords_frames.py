@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
+from music.frames import frames_for_seconds
 from stages.chords.frames import (
     as_segments,
     frames_to_timeline,
     label_frame_counts,
-    n_frames_for,
     timeline_to_frames,
 )
 from stages.chords.vocab import Vocabulary
@@ -34,15 +34,6 @@ def brute_force(changes, n_frames, frame_rate=FR, first_frame=0):
                 label = name
         out.append(VOCAB.encode(label))
     return np.array(out)
-
-
-def test_n_frames_for():
-    assert n_frames_for(10.0) == 500
-    assert n_frames_for(0.3) == 15  # 0.3 * 50 = 15.000000000000002 in floats
-    assert n_frames_for(10.001) == 501
-    assert n_frames_for(0.0) == 0
-    with pytest.raises(ValueError):
-        n_frames_for(-1.0)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -86,7 +77,7 @@ def test_training_crop_equals_sampler_call_on_shifted_list(seed):
     [(label, start)] list for the same excerpt: no off-by-one frame."""
     rng = np.random.default_rng(100 + seed)
     changes = random_changes(rng, n=20, duration=30.0)
-    stored = timeline_to_frames(changes, n_frames_for(30.0), VOCAB, FR)
+    stored = timeline_to_frames(changes, frames_for_seconds(30.0, FR), VOCAB, FR)
     for first in rng.integers(0, 1000, 10):
         first = int(first)
         crop = stored[first : first + 500]

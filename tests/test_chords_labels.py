@@ -6,9 +6,8 @@ import random
 import mir_eval
 import pytest
 
-from pipeline.constants import CHORD_NO_CHORD, CHORD_UNKNOWN, JASCO_CHORD_VOCAB_SIZE
-from pipeline.corpus.chords import label_pitch_classes
-from stages.chords.labels import normalise_label, parse_chord, root_position, to_harte
+from music.chords import label_pitch_classes, normalise_label, parse_chord, root_position, to_harte
+from music.vocabulary import CHORD_NO_CHORD, CHORD_UNKNOWN, JASCO_CHORD_VOCAB_SIZE
 from stages.chords.vocab import Vocabulary, VocabularyError, build_vocabulary
 
 JASCO = Vocabulary.jasco()

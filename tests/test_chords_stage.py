@@ -8,6 +8,7 @@ import pytest
 import soundfile as sf
 import soxr
 
+from music.frames import frames_for_seconds
 from pipeline.config import ConfigError
 from pipeline.executors import ExecutorConfig, make_executor
 from pipeline.manifest import build_manifest, write_manifest
@@ -16,7 +17,7 @@ from pipeline.reader import StageStore
 from pipeline.runner import run_stage
 from pipeline.stage import create_stage
 from pipeline.store import list_shards
-from stages.chords import ChordsExtractor, Vocabulary, n_frames_for, timeline_to_frames
+from stages.chords import ChordsExtractor, Vocabulary, timeline_to_frames
 from stages.chords.chordino import ChordinoError, ChordinoParams
 from stages.chords.stage import changes_to_segments
 
@@ -91,8 +92,8 @@ def test_synthesized_progression_labels_and_boundaries_within_one_frame(stage, p
     # frame level: equal to the truth's frames except at most one frame at each change and the first frame
     frames = out["chord_index"]
     truth_changes = [(label, start) for label, start, _ in truth_segments()]
-    expected = timeline_to_frames(truth_changes, n_frames_for(duration), JASCO)
-    assert frames.dtype == np.int16 and frames.shape == expected.shape == (n_frames_for(duration),)
+    expected = timeline_to_frames(truth_changes, frames_for_seconds(duration, FR), JASCO)
+    assert frames.dtype == np.int16 and frames.shape == expected.shape == (frames_for_seconds(duration, FR),)
     wrong = np.flatnonzero(frames != expected)
     change_frames = np.array([start * FR for _, start, _ in truth_segments()[1:]])
     for k in wrong:
@@ -228,9 +229,9 @@ def test_stored_frames_equal_the_sampler_conversion_of_the_stored_timeline(small
     assert store.frame_rate == FR
     for row in store:
         user_list = [(s["label"], s["start"]) for s in row["timeline"]]
-        rebuilt = timeline_to_frames(user_list, n_frames_for(float(row["duration_s"])), JASCO, FR)
+        rebuilt = timeline_to_frames(user_list, frames_for_seconds(float(row["duration_s"]), FR), JASCO, FR)
         assert np.array_equal(rebuilt, row["chord_index"]), row["path"]
-        assert len(row["chord_index"]) == n_frames_for(float(row["duration_s"]))
+        assert len(row["chord_index"]) == frames_for_seconds(float(row["duration_s"]), FR)
 
 
 def test_rerun_skips_complete_shards(small_corpus):

@@ -12,15 +12,13 @@ import pytest
 import soundfile as sf
 import yaml
 
+from music.chords import ChordError, all_vocabulary_chords, chord_label, label_pitch_classes, parse_label, vocabulary_chord
+from music.vocabulary import CHORD_NO_CHORD, CHORD_UNKNOWN, load_vocabulary
 from pipeline.config import ConfigError, load_section
-from pipeline.constants import CHORD_NO_CHORD, CHORD_UNKNOWN
 from pipeline.corpus import cli as corpus_cli
 from pipeline.corpus import compose as compose_module
 from pipeline.corpus.build import read_index, render_corpus
-from pipeline.corpus.chords import (
-    ChordError, all_vocabulary_chords, chord_label, label_pitch_classes, load_vocabulary, match_chord,
-    parse_label, vocabulary_chord,
-)
+from pipeline.corpus.chords import match_chord
 from pipeline.corpus.clip import render_clip
 from pipeline.corpus.config import SLICE_CHANNELS, SLICE_FORMATS, SLICE_SAMPLE_RATES, CorpusConfig
 from pipeline.corpus.drums import DRUM_NOTES, DRUM_STYLES, drum_track

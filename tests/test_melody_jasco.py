@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from music.frames import frames_covering
 from pipeline.audio import load_audio
 from pipeline.stage import create_stage
 from stages.loudness import frame_rms_db
@@ -57,7 +58,7 @@ def test_one_hot_has_zero_rows_where_unvoiced():
 
 def test_frame_count_agrees_with_the_other_stages():
     for n_samples in (1, 255, 22050, 22051, 220500, 13_229_999):
-        n = jasco.n_latent_frames(n_samples, SAMPLE_RATE, 50.0)
+        n = frames_covering(n_samples, SAMPLE_RATE, 50.0)
         if n_samples < 300_000:
             assert n == len(frame_rms_db(np.zeros((1, n_samples), np.float32), SAMPLE_RATE, 50.0))
         assert n == int(np.ceil(n_samples / SAMPLE_RATE * 50.0 - 1e-9))
@@ -72,7 +73,7 @@ def test_frame_rate_conversion_drifts_less_than_a_frame_over_10_minutes():
     change_times = np.arange(7.3, seconds, 7.3)
     midi = np.where(np.searchsorted(change_times, times, side="right") % 2 == 0, 60.0, 67.0)
     semitones = jasco.salience_to_semitones(salience_with_peaks(list(midi)))
-    n_out = jasco.n_latent_frames(int(seconds * SAMPLE_RATE), SAMPLE_RATE, 50.0)
+    n_out = frames_covering(int(seconds * SAMPLE_RATE), SAMPLE_RATE, 50.0)
     assert n_out == 30_000
 
     frame_times = jasco.condition_frame_times(n_out, 50.0)

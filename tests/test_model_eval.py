@@ -341,11 +341,12 @@ def test_an_unreadable_request_file_fails_only_its_own_score(tmp_path):
 
     from model.evaluation.analysis import AnalyserConfigs, Analysers
     from model.evaluation.score import clip_row
-    from stages.chords import Vocabulary, n_frames_for, timeline_to_frames
+    from music.frames import frames_for_seconds
+    from stages.chords import Vocabulary, timeline_to_frames
 
     (tmp_path / "broken.npy").write_bytes(b"not numpy")
     clip = dataclasses.replace(_request("a", "g", (("C", 0.0), ("G", 2.0))), melody=tmp_path / "broken.npy")
-    frames = timeline_to_frames(clip.chords, n_frames_for(4.0), Vocabulary.jasco())
+    frames = timeline_to_frames(clip.chords, frames_for_seconds(4.0, 50.0), Vocabulary.jasco())
     heard = SimpleNamespace(timeline=[("C", 0.0, 2.0), ("G", 2.0, 4.0)], chord_frames=frames, duration_s=4.0,
                             melody_index=np.zeros(200, np.int16), onsets=None, seconds=1.0, errors={})
     row = clip_row(clip, heard, {}, {"a": clip}, Analysers(AnalyserConfigs(), ModelEvalConfig()))

@@ -10,7 +10,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from model.config import CONDITION_NAMES, ModelParams, TrainConfig
+from model.config import ModelParams, TrainConfig
+from music.conditions import CONDITION_NAMES
 from model.sampling.sample import GenerationError, MusicGenerator
 from model.training.train import Trainer, TrainPaths
 from model_helpers import build_tiny_features

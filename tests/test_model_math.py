@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from model.network.conditioners import Conditions, TemporalConditioner, keep_mask_from_flags, sample_keep_mask
-from model.config import CONDITION_NAMES, GenerateConfig, ModelConfig
+from model.config import GenerateConfig, ModelConfig
+from music.conditions import CONDITION_NAMES
 from model.network.transformer import FlowTransformer
 from model.flow.path import CondOTPath
 from model.sampling.sample import MusicGenerator, guidance_weights

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from model.sampling.generate import REPORT_FORMAT, loudness_normalise, write_wav
 from model.training.metadata import load_track_metadata, tracks_of
+from music.frames import frames_for_seconds
 from pipeline.atomic import atomic_path, atomic_write_text
 from pipeline.reader import StageStore
 from stages.latents.codec import Codec
@@ -70,7 +71,7 @@ def build_heldout(*, manifest: str, metadata: str, chords_dir: str, melody_dir: 
         ids = ids[:limit]
     if not ids:
         raise ValueError(f"no held-out track of splits {splits} with all features and >= {seconds} s")
-    n_frames = int(round(seconds * frame_rate))
+    n_frames = frames_for_seconds(seconds, frame_rate)
     prompts, ceiling = [], []
     for number, tid in enumerate(tqdm(ids, desc="held-out", disable=not progress)):
         name = f"heldout_{number:03d}"

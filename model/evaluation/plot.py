@@ -13,8 +13,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from music.vocabulary import CHORD_NO_CHORD
 from pipeline.atomic import save_png
-from pipeline.constants import CHORD_NO_CHORD
 
 FIGURE_SIZE = (12, 3.6)
 DPI = 110

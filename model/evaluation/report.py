@@ -14,12 +14,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+from model.sampling.generate import REPORT_FORMAT
+from music.conditions import CONDITION_NAMES
 from pipeline.constants import LATENT_FRAME_RATE
 
-REPORT_FORMAT = "chordflow.generation/1"
 #: Group of a clip whose entry names none.
 DEFAULT_GROUP = "all"
-CONDITION_NAMES: tuple[str, ...] = ("chords", "melody", "drums", "text")
 
 
 class ReportError(ValueError):

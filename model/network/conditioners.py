@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.config import CONDITION_NAMES, ModelConfig
+from model.config import ModelConfig
+from music.conditions import CONDITION_NAMES
 
 
 @dataclass
@@ -82,7 +83,7 @@ def chord_templates(labels: list[str]) -> torch.Tensor:
     rarely still shares its notes with Bb and Gm), which matters on a small training set."""
     import mir_eval
 
-    from stages.chords.labels import to_harte
+    from music.chords import to_harte
 
     table = torch.zeros(len(labels), CHORD_TEMPLATE_DIM)
     for index, label in enumerate(labels):

@@ -25,11 +25,12 @@ from tqdm.auto import tqdm
 from model.artifact import RunArtifact
 from model.checkpoint import load_artifact, model_from_artifact
 from model.network.conditioners import Conditions
-from model.config import CONDITION_NAMES
 from model.device import resolve_device
 from model.flow.path import CondOTPath
 from model.flow.solver import solve
 from model.network.text import TextEncoder
+from music.conditions import CONDITION_NAMES
+from music.frames import frames_for_seconds
 from stages.chords.frames import timeline_to_frames
 from stages.latents.codec import Codec
 from stages.melody.jasco import melody_index, one_hot
@@ -108,7 +109,7 @@ class MusicGenerator:
 
     # ------------------------------------------------------------------ conditions
     def frames_for(self, seconds: float) -> int:
-        return int(round(seconds * self.config.frame_rate))
+        return frames_for_seconds(seconds, self.config.frame_rate)
 
     def build_conditions(self, descriptions: Sequence[str | None], n_frames: int, chords: Any = None,
                          drums_wav: Any = None, drums_sample_rate: int | None = None,

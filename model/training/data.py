@@ -21,6 +21,8 @@ from stages.latents.stats import NormalisationStats
 from stages.melody.jasco import one_hot
 
 FEATURE_STAGES: tuple[str, ...] = ("latents", "chords", "melody")
+#: Frames by which a codec's own framing of its resampled signal may differ from the frame rule.
+CODEC_FRAME_SLACK = 1
 
 
 class DataError(ValueError):
@@ -85,7 +87,8 @@ class FeatureSource:
         lat = self.stores["latents"].get(track_id)
         chords = self.stores["chords"].get(track_id)["chord_index"]
         melody = self.stores["melody"].get(track_id)["melody_index"]
-        frames = min(lat["latents"].shape[0], lat["drums_coarse"].shape[0], chords.shape[0], melody.shape[0])
+        frames = aligned_frames(track_id, chords=chords.shape[0], melody=melody.shape[0],
+                                latents=lat["latents"].shape[0], drums=lat["drums_coarse"].shape[0])
         return Track(
             track_id=track_id,
             latents=np.asarray(lat["latents"][:frames], dtype=np.float32),  # raw: transposed before normalising
@@ -96,9 +99,27 @@ class FeatureSource:
         )
 
 
+def aligned_frames(track_id: str, *, chords: int, melody: int, latents: int, drums: int) -> int:
+    """Frames of a track that every feature covers.
+
+    Chords and melody count frames by the one frame rule (:func:`music.frames.frames_covering`), so
+    they agree exactly. A codec frames its own resampled signal (``Codec.n_frames``) and may give up
+    to :data:`CODEC_FRAME_SLACK` frames more or fewer; those are cropped. Any other disagreement
+    means the features come from different audio: a :class:`DataError` naming the track.
+    """
+    if chords != melody:
+        raise DataError(f"{track_id}: chords have {chords} frames but melody {melody}; re-run both stages "
+                        "on the same manifest")
+    for name, count in (("latents", latents), ("drums_coarse", drums)):
+        if abs(count - chords) > CODEC_FRAME_SLACK:
+            raise DataError(f"{track_id}: {name} have {count} frames but chords and melody {chords}; "
+                            "the latents stage ran on other audio (re-run it on the same manifest)")
+    return min(chords, latents, drums)
+
+
 def chord_transposition_table(labels: list[str], vocabulary) -> np.ndarray:
     """(V, 12) index of every chord moved up by 0..11 semitones (N stays N; unknown -> UNK)."""
-    from stages.chords.labels import parse_chord, spell_chord
+    from music.chords import parse_chord, spell_chord
 
     table = np.zeros((len(labels), 12), dtype=np.int64)
     for index, label in enumerate(labels):
@@ -107,9 +128,7 @@ def chord_transposition_table(labels: list[str], vocabulary) -> np.ndarray:
             if chord is None:
                 table[index, k] = index
             else:
-                moved = chord._replace(root=(chord.root + k) % 12,
-                                       bass=None if chord.bass is None else (chord.bass + k) % 12)
-                table[index, k] = vocabulary.encode(spell_chord(moved))
+                table[index, k] = vocabulary.encode(spell_chord(chord.transposed(k)))
     return table
 
 

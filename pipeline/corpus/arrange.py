@@ -14,8 +14,8 @@ import io
 import mido
 import numpy as np
 
-from pipeline.constants import CHORD_NO_CHORD, CHORD_UNKNOWN
-from pipeline.corpus.chords import QUALITIES, parse_label
+from music.chords import QUALITIES, parse_label
+from music.vocabulary import CHORD_NO_CHORD, CHORD_UNKNOWN
 from pipeline.corpus.drums import drum_track
 from pipeline.corpus.song import TICKS_PER_QUARTER, ChordSpan, Note, Song
 

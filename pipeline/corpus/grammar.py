@@ -5,7 +5,7 @@ dominant -> tonic, deceptive and plagal motions), closed by a cadence, then colo
 and sixths, secondary dominants before their targets, a rare augmented dominant, and a few
 inversions written as slash chords (cadential 6/4, V7 in first inversion, descending bass
 through I/b7, IV over the dominant as a suspended V). Every result is spelled with
-:func:`~pipeline.corpus.chords.chord_label`, so it is in the JASCO vocabulary by construction.
+:func:`~music.chords.chord_label`, so it is in the JASCO vocabulary by construction.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from pipeline.corpus.chords import ROOT_NAMES, Chord, chord_label
+from music.chords import ROOT_NAMES, Chord, chord_label
 
 # Degree name -> (semitones above the tonic, triad quality).
 MAJOR_DEGREES: dict[str, tuple[int, str]] = {

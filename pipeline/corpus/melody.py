@@ -11,9 +11,9 @@ from fractions import Fraction
 
 import numpy as np
 
-from pipeline.corpus.chords import parse_label
+from music.chords import parse_label
+from music.vocabulary import CHORD_NO_CHORD, CHORD_UNKNOWN
 from pipeline.corpus.song import TICKS_PER_QUARTER, ChordSpan, Note
-from pipeline.constants import CHORD_NO_CHORD, CHORD_UNKNOWN
 
 #: MIDI range of generated melodies (C4..A5), inside JASCO's melody bins (G2..B6).
 MELODY_RANGE: tuple[int, int] = (60, 81)

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from music.vocabulary import CHORD_NO_CHORD
 from pipeline.atomic import save_png
-from pipeline.constants import CHORD_NO_CHORD
 from pipeline.corpus.plan import OUTPUT_DIRS
 from pipeline.corpus.truth import read_truth
 

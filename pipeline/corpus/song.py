@@ -11,7 +11,7 @@ import dataclasses
 from fractions import Fraction
 from typing import Any
 
-from pipeline.constants import CHORD_NO_CHORD
+from music.vocabulary import CHORD_NO_CHORD
 
 #: MIDI resolution. 960 = 2^6 * 3 * 5 holds 16th notes, triplets and quintuplets exactly.
 TICKS_PER_QUARTER: int = 960

@@ -22,8 +22,9 @@ import re
 
 import numpy as np
 
-from pipeline.constants import CHORD_NO_CHORD
-from pipeline.corpus.chords import ROOT_NAMES, Chord, match_chord, vocabulary_chord
+from music.chords import ROOT_NAMES, Chord, vocabulary_chord
+from music.vocabulary import CHORD_NO_CHORD
+from pipeline.corpus.chords import match_chord
 from pipeline.corpus.song import ChordSpan, Note, Song, merge_chord_spans, monophonic, quarters_to_ticks
 
 TEMPO_RANGES: dict[str, tuple[int, int]] = {"chorale": (60, 96), "folk": (84, 126)}

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from music.frames import frames_for_seconds
 from pipeline.corpus.arrange import Arrangement
 from pipeline.corpus.drums import DRUM_NAMES
 from pipeline.corpus.song import Note, Song
@@ -33,7 +34,7 @@ def melody_f0(notes: list[dict[str, Any]], duration: float, frame_rate: float) -
 
     Returns ``ceil(duration * frame_rate)`` values.
     """
-    n_frames = int(np.ceil(duration * frame_rate - 1e-9))
+    n_frames = frames_for_seconds(duration, frame_rate)
     f0 = np.zeros(n_frames, dtype=np.float64)
     times = np.arange(n_frames) / frame_rate
     for note in notes:

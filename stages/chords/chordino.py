@@ -79,7 +79,7 @@ class ChordinoParams:
             "whitening": float(self.spectral_whitening),
             "s": float(self.spectral_shape),
             "boostn": float(self.boost_n),
-            "usehartesyntax": 0.0,  # labels are normalised by stages.chords.labels
+            "usehartesyntax": 0.0,  # labels are normalised by music.chords
         }
 
 

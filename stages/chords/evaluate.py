@@ -2,7 +2,7 @@
 
 Each extracted track is matched to ``TRUTH_DIR/<audio file stem>.json`` (the demo corpus layout:
 ``audio/clip_00003.flac`` -> ``truth/clip_00003.json``). Labels are converted to Harte syntax
-(:func:`stages.chords.labels.to_harte`); the estimate is trimmed/padded with ``N`` to the reference
+(:func:`music.chords.to_harte`); the estimate is trimmed/padded with ``N`` to the reference
 span as in ``mir_eval.chord.evaluate``, and every metric is a duration-weighted accuracy. The
 corpus figure pools all tracks (weighted by duration, the usual WCSR); the per-track mean and the
 worst track are reported too. ``frame_index`` is the exact agreement of the stored frame-level
@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from music.chords import to_harte
 from stages.chords.frames import as_segments, timeline_to_frames
-from stages.chords.labels import to_harte
 from stages.chords.vocab import Vocabulary
 
 #: mir_eval comparison functions reported, in table order.

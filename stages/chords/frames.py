@@ -5,7 +5,7 @@ A timeline is a list of ``(label, start)`` changes (each chord lasts until the n
 one to the end; what a user gives the sampler, and what JASCO stores) or of ``(label, start, end)``
 segments (gaps are no chord; what the chords stage stores). Times before the first chord are ``N``.
 
-The stage stores ``timeline_to_frames(timeline, n_frames_for(duration))`` next to the timeline; the
+The stage stores ``timeline_to_frames(timeline, frames_covering(n, sr, fr))`` next to the timeline; the
 sampler calls the same function on the user's list. A training crop that starts at frame ``f``
 equals ``timeline_to_frames(timeline, n, first_frame=f)``, so there is no off-by-one between them.
 """
@@ -17,24 +17,18 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from pipeline.constants import CHORD_NO_CHORD, LATENT_FRAME_RATE
+from music.frames import SECONDS_TOLERANCE_FRAMES
+from music.vocabulary import CHORD_NO_CHORD
+from pipeline.constants import LATENT_FRAME_RATE
 from stages.chords.vocab import NO_CHORD_INDEX, Vocabulary
 
 #: Storage dtype of frame-level chord indices (vocabularies are far below 32767 labels).
 CHORD_INDEX_DTYPE = np.int16
 
-# A frame centre closer than this to a chord boundary (in frames) counts as on the boundary and
-# goes to the later chord; it absorbs float error so that k/fr boundaries behave exactly.
-_BOUNDARY_TOLERANCE_FRAMES = 1e-6
+# A frame centre closer than SECONDS_TOLERANCE_FRAMES to a chord boundary counts as on the boundary
+# and goes to the later chord, so that boundaries at k / fr seconds behave exactly.
 
 Segment = tuple[str, float, float]
-
-
-def n_frames_for(duration_s: float, frame_rate: float = LATENT_FRAME_RATE) -> int:
-    """Frames needed to cover ``duration_s`` seconds: ``ceil(duration * fr)`` (the last may be short)."""
-    if duration_s < 0:
-        raise ValueError(f"negative duration {duration_s}")
-    return int(math.ceil(duration_s * frame_rate - _BOUNDARY_TOLERANCE_FRAMES))
 
 
 def as_segments(timeline: Iterable[Any], end_s: float = math.inf) -> list[Segment]:
@@ -90,8 +84,8 @@ def frame_segments(starts: np.ndarray, ends: np.ndarray, n_frames: int, frame_ra
         return np.full(n_frames, -1, dtype=np.int64)
     # Compare in frame units, with a tolerance, so a boundary at exactly k/fr starts frame k's
     # successor's chord no matter how k/fr rounds in binary.
-    start_frames = np.asarray(starts, dtype=np.float64) * frame_rate - _BOUNDARY_TOLERANCE_FRAMES
-    end_frames = np.asarray(ends, dtype=np.float64) * frame_rate - _BOUNDARY_TOLERANCE_FRAMES
+    start_frames = np.asarray(starts, dtype=np.float64) * frame_rate - SECONDS_TOLERANCE_FRAMES
+    end_frames = np.asarray(ends, dtype=np.float64) * frame_rate - SECONDS_TOLERANCE_FRAMES
     segment = np.searchsorted(start_frames, centres, side="right") - 1
     covered = segment >= 0
     covered[covered] &= centres[covered] < end_frames[segment[covered]]

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from music.vocabulary import CHORD_NO_CHORD
 from pipeline.atomic import save_png
-from pipeline.constants import CHORD_NO_CHORD
 from stages.chords.frames import as_segments
 
 FIGURE_SIZE = (12, 3.6)

@@ -19,9 +19,9 @@ import dataclasses
 
 import numpy as np
 
+from music.chords import QUALITIES, parse_chord
 from pipeline.config import ConfigError
 from stages.chords.frames import Segment
-from stages.chords.labels import parse_chord
 
 # Frequency band whose FFT bins vote for pitch classes: bass to the top of typical accompaniment.
 BAND_LOW_HZ = 55.0
@@ -70,8 +70,6 @@ def pitch_class_energy(mono: np.ndarray, sample_rate: int, centres_s: np.ndarray
 
 
 def _pitch_classes(label: str) -> frozenset[int] | None:
-    from pipeline.corpus.chords import QUALITIES
-
     chord = parse_chord(label)
     if chord is None or not chord.known:
         return None

@@ -6,7 +6,7 @@ Per track: downmix + resample to ``sample_rate`` -> Chordino on the samples (``t
 indices in the configured vocabulary. It stores
 
 * ``timeline``: ``[{"label", "start", "end"}, ...]`` covering ``[0, duration]``, labels normalised
-  (:func:`stages.chords.labels.normalise_label`), consecutive equal labels merged;
+  (:func:`music.chords.normalise_label`), consecutive equal labels merged;
 * ``chord_index``: (frames,) int16 indices in the configured vocabulary at ``frame_rate``, made by
   :func:`stages.chords.frames.timeline_to_frames` from the ``[(label, start)]`` changes, exactly as
   the sampler makes them from a user's list;
@@ -23,12 +23,14 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from music.chords import normalise_label
+from music.frames import frames_covering
+from music.vocabulary import CHORD_NO_CHORD
 from pipeline.config import config_hash
-from pipeline.constants import CHORD_NO_CHORD, LATENT_FRAME_RATE
+from pipeline.constants import LATENT_FRAME_RATE
 from pipeline.stage import FeatureExtractor, FeatureSpec, pinned
 from stages.chords.chordino import ChordinoParams, Timing, load_vamp, run_chordino
-from stages.chords.frames import CHORD_INDEX_DTYPE, Segment, n_frames_for, timeline_to_frames
-from stages.chords.labels import normalise_label
+from stages.chords.frames import CHORD_INDEX_DTYPE, Segment, timeline_to_frames
 from stages.chords.refine import RefineParams, refine_changes
 from stages.chords.vocab import JASCO_VOCABULARY, Vocabulary
 
@@ -131,16 +133,15 @@ class ChordsExtractor(FeatureExtractor):
 
     def extract(self, samples: np.ndarray, sr: int) -> dict[str, Any]:
         """Args: samples (channels, n) float32 at ``sr``. Returns the four features of the module doc."""
-        duration = samples.shape[1] / sr
         segments = self.segments(samples, sr)
         # Frames come from the changes, [(label, start)], exactly as the sampler gets them from a user;
         # the last chord therefore also covers a last frame whose centre lies past the audio's end.
         changes = [(label, start) for label, start, _ in segments]
-        indices = timeline_to_frames(changes, n_frames_for(duration, self.config.frame_rate), self.vocabulary,
-                                     self.config.frame_rate)
+        n_frames = frames_covering(samples.shape[1], sr, self.config.frame_rate)
+        indices = timeline_to_frames(changes, n_frames, self.vocabulary, self.config.frame_rate)
         return {
             "timeline": [{"label": label, "start": start, "end": end} for label, start, end in segments],
             "chord_index": indices,
             "unknown_frames": np.int32(np.count_nonzero(indices == self.vocabulary.unk_index)),
-            "duration_s": np.float64(duration),
+            "duration_s": np.float64(samples.shape[1] / sr),
         }

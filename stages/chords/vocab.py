@@ -2,8 +2,8 @@
 
 A vocabulary is JSON ``{label: index}`` with indices 0..V-1, ``N`` (no chord) = 0 and ``UNK`` = V-1,
 the layout of JASCO's pre-defined table (V = 194, shipped as
-``pipeline/resources/jasco_chord_to_index.json``). :meth:`Vocabulary.encode` normalises a label
-first (enharmonics, synonyms, slash basses; :mod:`stages.chords.labels`), falls back to the
+``music/resources/jasco_chord_to_index.json``). :meth:`Vocabulary.encode` normalises a label
+first (enharmonics, synonyms, slash basses; :mod:`music.chords`), falls back to the
 root-position chord when only the slash bass is missing from the table (if allowed), and maps
 anything else to ``UNK``; every fallback and every ``UNK`` is counted, never a KeyError.
 
@@ -19,10 +19,9 @@ import json
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from music.chords import normalise_label, root_position
+from music.vocabulary import CHORD_NO_CHORD, CHORD_UNKNOWN, JASCO_CHORD_VOCAB_SIZE, load_vocabulary
 from pipeline.atomic import atomic_write_text
-from pipeline.constants import CHORD_NO_CHORD, CHORD_UNKNOWN, JASCO_CHORD_VOCAB_SIZE
-from pipeline.corpus.chords import load_vocabulary
-from stages.chords.labels import normalise_label, root_position
 
 #: Name of the built-in vocabulary in ``params.yaml`` (``chords.vocabulary: jasco``).
 JASCO_VOCABULARY = "jasco"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
 
+from music.frames import frames_covering
 from pipeline.numba_cache import import_librosa
 from stages.drums.config import OnsetConfig
 from stages.drums.constants import DETECTION_HOP_S
@@ -28,7 +28,7 @@ def onset_envelope(stem: np.ndarray, sr: int, frame_rate: float, config: OnsetCo
     it lines up with every other feature at the latent frame rate. ``sr / frame_rate`` must be an
     integer (checked by :class:`~stages.drums.config.DrumsConfig`).
     """
-    n_frames = math.ceil(stem.shape[1] * frame_rate / sr)
+    n_frames = frames_covering(stem.shape[1], sr, frame_rate)
     if n_frames == 0:
         return np.zeros(0, dtype=np.float32)
     envelope = _strength(stem.mean(axis=0), sr, int(round(sr / frame_rate)), config)

@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from music.frames import frames_covering
 from stages.melody.constants import (
     BINS_PER_SEMITONE,
     JASCO_FIRST_GROUP_BIN,
@@ -50,11 +51,6 @@ def salience_to_semitones(salience: np.ndarray, threshold: float = JASCO_SALIENC
 
 def midi_to_hz(midi: float | np.ndarray) -> float | np.ndarray:
     return 440.0 * 2.0 ** ((np.asarray(midi, dtype=np.float64) - 69.0) / 12.0)
-
-
-def n_latent_frames(n_samples: int, sr: int, frame_rate: float) -> int:
-    """Frames at ``frame_rate`` for a track of ``n_samples`` (same rule as every other stage)."""
-    return int(np.ceil(n_samples * frame_rate / sr))
 
 
 def resample_frames(values: np.ndarray, n_out: int, frame_rate: float,
@@ -115,5 +111,5 @@ def jasco_melody(salience: np.ndarray, n_samples: int, sr: int, frame_rate: floa
         melody index at ``frame_rate``, N = ceil(n_samples * frame_rate / sr).
     """
     semitones = resample_frames(salience_to_semitones(salience, threshold),
-                                n_latent_frames(n_samples, sr, frame_rate), frame_rate)
+                                frames_covering(n_samples, sr, frame_rate), frame_rate)
     return semitones, melody_index(semitones)

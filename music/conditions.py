@@ -1,0 +1,6 @@
+"""The model's conditions, by name, in the one order every mask, checkpoint and report uses."""
+
+from __future__ import annotations
+
+#: Temporal conditions first, then text; a keep mask (B, 4) has one column per name, in this order.
+CONDITION_NAMES: tuple[str, ...] = ("chords", "drums", "melody", "text")
