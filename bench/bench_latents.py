@@ -28,9 +28,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from music.chords import label_pitch_classes  # noqa: E402
 from pipeline.atomic import atomic_write_text  # noqa: E402
-from stages.latents.codec import CODECS, Codec, make_codec  # noqa: E402
-from tests.latents_helpers import TRIADS, chord_tone  # noqa: E402
+from pipeline.corpus.tones import chord_tone  # noqa: E402
+from stages.latents.codec import Codec  # noqa: E402
+from stages.latents.codecs import CODECS, make_codec  # noqa: E402
 
 #: facebook/encodec_32khz's published configuration (transformers EncodecConfig fields).
 ENCODEC_32KHZ_CONFIG = dict(sampling_rate=32000, upsampling_ratios=[8, 5, 4, 4], num_filters=64, hidden_size=128,
@@ -65,7 +67,7 @@ def batched(codec: Codec, step: str, items: list[np.ndarray]) -> None:
 
 
 def time_codec(codec: Codec, seconds: float, batch: int, repeat: int) -> dict[str, float]:
-    wav = sum(chord_tone(TRIADS[c], seconds, codec.sample_rate, octave=o) for c, o in (("Am", 3), ("C", 4)))
+    wav = sum(chord_tone(label_pitch_classes(c), seconds, codec.sample_rate, octave=o) for c, o in (("Am", 3), ("C", 4)))
     latents = codec.encode(wav)
     figures = {}
     for step, items in (("encode", [wav] * batch), ("decode", [latents] * batch)):

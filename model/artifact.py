@@ -47,7 +47,7 @@ class CodecSpec:
         return cls(name=latents.codec, options=config_to_dict(options) if options is not None else {})
 
     def build(self) -> "Codec":
-        from stages.latents.codec import make_codec  # heavy (audio backends): only when asked
+        from stages.latents.codecs import make_codec  # heavy (audio backends): only when asked
 
         return make_codec(self.name, dict(self.options))
 

@@ -160,7 +160,7 @@ def _scalar(text: str) -> Any:
 def _heldout(args: argparse.Namespace) -> int:
     from model.evaluation.heldout import build_heldout
     from pipeline.reader import StageStore
-    from stages.latents.codec import make_codec
+    from stages.latents.codecs import make_codec
     from stages.latents.config import LatentsConfig
 
     try:

@@ -63,7 +63,8 @@ class ArchitectureConfig:
     #: JASCO averages the coarse drum latent over ~3 frames before projecting it.
     drum_pool_frames: int = 3
     #: Add a projection of the temporal conditions to the input of every block, not only the first
-    #: (JASCO feeds them once, at the input; a small model then follows chords less closely).
+    #: (JASCO feeds them once, at the input); a shallow model keeps them in view deeper down
+    #: (results: bench/report/model_choices.md).
     condition_every_layer: bool = False
     sigma_min: float = 1e-5
 
@@ -161,10 +162,10 @@ class GenerateConfig:
 
     Guidance: v = w_all v(all) + w_txt v(text) + (1 - w_all - w_txt) v(none)
     = v(none) + (w_all + w_txt) [v(text) - v(none)] + w_all [v(all) - v(text)], so 4.0 / -1.0 guides
-    the text by 3 and the temporal controls on top of it by 4. Guided only while t <= 0.5 (harmony
-    and rhythm are laid down early; later steps use v(all)): chords are followed more closely than
-    with 3.0 / 0.0, melody adherence and the Fréchet distance stay where they were. JASCO itself
-    uses 5.0 / 0.0 over the whole path (``guidance_interval=(0.0, 1.0)``) with the Euler solver.
+    the text by 3 and the temporal controls on top of it by 4. Guided only while t <= 0.5, because
+    harmony and rhythm are laid down early; later steps use v(all) (results behind these values:
+    bench/report/model_choices.md). JASCO itself uses 5.0 / 0.0 over the whole path
+    (``guidance_interval=(0.0, 1.0)``) with the Euler solver.
     """
 
     cfg_coef_all: float = 4.0

@@ -43,8 +43,8 @@ from pipeline.audio_decode import (
     AudioInfo,
     Source,
     check_readable,
-    open_source,
 )
+from pipeline.audio_open import open_source
 from pipeline.audio_sniff import sniff_file
 
 __all__ = [

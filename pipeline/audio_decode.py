@@ -215,27 +215,6 @@ def check_readable(path: str) -> None:
         raise AudioError(path, "empty file (0 bytes)", EMPTY)
 
 
-def open_source(path: str, sniffed: Sniffed) -> Source:
-    """Open ``path`` with the first backend that accepts it; errors are classified by content."""
-    errors = []
-    if sniffed.container not in FFMPEG_ONLY_CONTAINERS:
-        try:
-            return SoundFileSource(path, sniffed)
-        except (soundfile.LibsndfileError, RuntimeError) as exc:
-            errors.append(f"libsndfile: {short_message(exc)}")
-    from pipeline.audio_ffmpeg import FFmpegSource  # imports torch on first use only
-
-    try:
-        return FFmpegSource(path, sniffed)
-    except AudioError:
-        raise
-    except (RuntimeError, ValueError) as exc:
-        errors.append(f"ffmpeg: {short_message(exc)}")
-    if sniffed.known:
-        raise AudioError(path, f"cannot decode {sniffed.container} data ({'; '.join(errors)})", CORRUPT)
-    raise AudioError(path, f"not an audio file: content matches no known audio format ({'; '.join(errors)})", NOT_AUDIO)
-
-
 def short_message(exc: BaseException) -> str:
     """First line of an exception message, without libsndfile's "Error opening '<path>': "."""
     text = getattr(exc, "error_string", None) or str(exc).strip()

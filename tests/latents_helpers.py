@@ -14,10 +14,6 @@ TINY_HF_ENCODEC = dict(sampling_rate=32000, upsampling_ratios=[8, 5, 4, 4], num_
                        use_causal_conv=False, use_conv_shortcut=False)
 TINY_META_ARCHITECTURE = dict(n_filters=4, dimension=16, n_q=2, bins=16, lstm=1)
 
-#: Pitch classes of the triads the tests synthesise.
-TRIADS = {"C": (0, 4, 7), "Am": (9, 0, 4), "F": (5, 9, 0), "Em": (4, 7, 11)}
-
-
 def save_tiny_hf_encodec(folder: Path, seed: int = 0) -> Path:
     """``save_pretrained`` a shrunk transformers EncodecModel with random weights and codebooks."""
     import torch
@@ -53,20 +49,6 @@ def save_tiny_meta_encodec(path: Path, seed: int = 0) -> Path:
         layer._codebook.inited.fill_(1.0)
     torch.save(model.state_dict(), path)
     return path
-
-
-def chord_tone(pitch_classes: tuple[int, ...], seconds: float, sample_rate: int, octave: int = 4,
-               amplitude: float = 0.15) -> np.ndarray:
-    """A sustained triad of harmonic tones (5 partials, 1/k amplitudes) with a soft envelope: (N,) float32."""
-    t = np.arange(round(seconds * sample_rate)) / sample_rate
-    wave = np.zeros_like(t)
-    for pc in pitch_classes:
-        f0 = 440.0 * 2 ** ((pc - 9) / 12 + (octave - 4))
-        for k in range(1, 6):
-            if k * f0 < sample_rate / 2:
-                wave += np.sin(2 * np.pi * k * f0 * t) / k
-    envelope = np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.05)
-    return (amplitude * wave * envelope / len(pitch_classes)).astype(np.float32)
 
 
 def top_pitch_classes(wav: np.ndarray, sample_rate: int, count: int = 3) -> set[int]:

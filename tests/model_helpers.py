@@ -21,7 +21,7 @@ from pipeline.stage import FeatureSpec
 from pipeline.store import StageInfo, write_shard
 from stages.chords.frames import timeline_to_frames
 from stages.chords.vocab import Vocabulary
-from stages.latents.codec import make_codec
+from stages.latents.codecs import make_codec
 from stages.latents.stats import compute_stats
 
 SAMPLE_RATE = 22050

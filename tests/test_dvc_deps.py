@@ -1,6 +1,6 @@
 """dvc.yaml code deps = the import closure of each stage's commands (scripts/dvc_deps.py), so that
 `dvc repro` cannot miss a code change; the closure tool itself on a tiny synthetic package; and
-`python -m model.evaluation.cli` (a module entry point outside the `chordflow` wiring) running at all."""
+`python -m chordflow eval` (the command the eval stages run) running at all."""
 
 from __future__ import annotations
 
@@ -251,11 +251,11 @@ def test_rewrite_of_the_repository_file_changes_only_code_deps(analyzer):
     assert comments == [line for line in once.splitlines() if "#" in line]
 
 
-# ----------------------------------------------------------------------------- python -m model.evaluation.cli
+# ----------------------------------------------------------------------------- python -m chordflow eval
 
 
 def _eval_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "model.evaluation.cli", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "chordflow", "eval", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
 
 

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from music.chords import label_pitch_classes
+from pipeline.corpus.tones import chord_tone
 from pipeline.manifest import build_manifest, write_manifest
 from pipeline.numba_cache import import_librosa
 from stages.latents.cli import add_cli
@@ -16,7 +18,6 @@ from stages.latents.codec import Codec
 from stages.latents.evaluate import Judges, evaluate_codec, select_clips
 from stages.latents.melody_judge import MelodyJudge, MelodyScore, pooled_melody
 from stages.latents.metrics import log_mel_l1, multi_resolution_stft, si_sdr
-from tests.latents_helpers import TRIADS, chord_tone
 from tests.test_melody_support import synth_melody, weights_dir, write_truth  # noqa: F401 (fixture)
 
 PROGRESSION = [("C", 0.0, 3.0), ("Am", 3.0, 6.0), ("F", 6.0, 9.0), ("Em", 9.0, 12.0)]
@@ -24,7 +25,7 @@ PROGRESSION = [("C", 0.0, 3.0), ("Am", 3.0, 6.0), ("F", 6.0, 9.0), ("Em", 9.0, 1
 
 def test_metrics_rank_distortions():
     rng = np.random.default_rng(0)
-    clean = chord_tone(TRIADS["C"], 1.0, 22050)
+    clean = chord_tone(label_pitch_classes("C"), 1.0, 22050)
     slight = clean + 0.001 * rng.standard_normal(len(clean)).astype(np.float32)
     heavy = clean + 0.05 * rng.standard_normal(len(clean)).astype(np.float32)
     assert multi_resolution_stft(clean, clean) == pytest.approx(0.0, abs=1e-6)
@@ -38,7 +39,7 @@ def test_eval_reports_harmony_preservation(tmp_path):
     audio, truth = tmp_path / "audio", tmp_path / "truth"
     audio.mkdir(), truth.mkdir()
     sr = 44100
-    wav = np.concatenate([chord_tone(TRIADS[c], end - start, sr, octave=4) + chord_tone(TRIADS[c], end - start, sr, octave=3)
+    wav = np.concatenate([chord_tone(label_pitch_classes(c), end - start, sr, octave=4) + chord_tone(label_pitch_classes(c), end - start, sr, octave=3)
                           for c, start, end in PROGRESSION])
     sf.write(audio / "prog.wav", wav, sr)
     (truth / "prog.json").write_text(json.dumps({"chords": [{"label": c, "start": s, "end": e} for c, s, e in PROGRESSION]}))
@@ -120,7 +121,7 @@ def test_melody_preservation_is_decoded_over_original(tmp_path, weights_dir):  #
     tune, f0 = synth_melody([(60, 0.6), (64, 0.6), (67, 0.6), (62, 0.6)], sr=sr, gap=0.1)
     sf.write(audio / "tune.wav", tune[0], sr)
     write_truth(truth / "tune.json", f0)
-    sf.write(audio / "chords_only.wav", chord_tone(TRIADS["C"], 1.0, sr), sr)
+    sf.write(audio / "chords_only.wav", chord_tone(label_pitch_classes("C"), 1.0, sr), sr)
     (truth / "chords_only.json").write_text(json.dumps({"chords": [{"label": "C", "start": 0.0, "end": 1.0}]}))
     table, rejects = build_manifest([audio])
     write_manifest(table, rejects, tmp_path / "m.parquet")

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from music.chords import label_pitch_classes
+from pipeline.corpus.tones import chord_tone
 from pipeline.executors import ExecutorConfig, make_executor
 from pipeline.manifest import build_manifest, write_manifest
 from pipeline.planning import ShardingConfig
@@ -17,7 +19,6 @@ from pipeline.stage import FeatureSpec
 from pipeline.store import StageInfo, TrackError, list_shards, write_shard
 from stages.latents import LatentsExtractor, NormalisationStats, compute_stats, make_codec
 from stages.latents.cli import add_cli
-from tests.latents_helpers import TRIADS, chord_tone
 
 STAGE = "stages.latents:LatentsExtractor"
 SHARDING = ShardingConfig(tracks_per_shard=2)
@@ -35,7 +36,7 @@ def corpus(tmp_path_factory):
     rng = np.random.default_rng(0)
     for i, chord in enumerate(["C", "Am", "F", "Em", "C"]):
         sr = (22050, 44100, 32000)[i % 3]
-        mix = chord_tone(TRIADS[chord], 1.0 + 0.4 * i, sr)
+        mix = chord_tone(label_pitch_classes(chord), 1.0 + 0.4 * i, sr)
         mix += (0.02 * rng.standard_normal(len(mix))).astype(np.float32)
         sf.write(audio / f"clip_{i}.flac", np.stack([mix] * (1 + i % 2), axis=1), sr)
     table, rejects = build_manifest([audio])
@@ -100,7 +101,7 @@ def test_rerun_is_a_no_op_and_parallel_equals_serial(corpus, serial):
 
 
 def test_chunked_equals_whole():
-    wav = chord_tone(TRIADS["Am"], 7.3, 22050) + chord_tone(TRIADS["F"], 7.3, 22050, octave=3)
+    wav = chord_tone(label_pitch_classes("Am"), 7.3, 22050) + chord_tone(label_pitch_classes("F"), 7.3, 22050, octave=3)
     whole = LatentsExtractor.from_params({"chunk_seconds": 0})
     chunked = LatentsExtractor.from_params({"chunk_seconds": 1.0, "chunk_context_seconds": 0.05})
     a = whole.extract(wav[None], 22050)["latents"]

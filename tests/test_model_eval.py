@@ -20,8 +20,8 @@ import pytest
 from model.evaluation.embedding import EmbeddingConfig, embed, frechet_distance
 from model.evaluation.cli import add_cli
 from model.evaluation.report import REPORT_FORMAT, ClipRequest, ReportError, read_report
+from model.evaluation.config import ModelEvalConfig
 from model.evaluation.score import (
-    ModelEvalConfig,
     chance_partners,
     frame_iou,
     melody_accuracy,
@@ -327,7 +327,8 @@ def test_eval_score_rejects_a_bad_report(tmp_path, capsys):
 
 
 def test_melody_is_skipped_with_a_reason_when_weights_are_missing(tmp_path, monkeypatch):
-    from model.evaluation.analysis import AnalyserConfigs, Analysers
+    from model.evaluation.analysis import Analysers
+    from model.evaluation.config import AnalyserConfigs
 
     monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "no_weights"))
     analysers = Analysers(AnalyserConfigs(), ModelEvalConfig())
@@ -339,7 +340,8 @@ def test_melody_is_skipped_with_a_reason_when_weights_are_missing(tmp_path, monk
 def test_an_unreadable_request_file_fails_only_its_own_score(tmp_path):
     from types import SimpleNamespace
 
-    from model.evaluation.analysis import AnalyserConfigs, Analysers
+    from model.evaluation.analysis import Analysers
+    from model.evaluation.config import AnalyserConfigs
     from model.evaluation.score import clip_row
     from music.frames import frames_for_seconds
     from stages.chords import Vocabulary, timeline_to_frames
@@ -357,7 +359,8 @@ def test_an_unreadable_request_file_fails_only_its_own_score(tmp_path):
 def test_onsets_of_a_longer_reference_count_within_the_clip_only(make_audio, tmp_path):
     from types import SimpleNamespace
 
-    from model.evaluation.analysis import AnalyserConfigs, Analysers
+    from model.evaluation.analysis import Analysers
+    from model.evaluation.config import AnalyserConfigs
     from model.evaluation.score import clip_row
 
     rate = 32000

@@ -177,3 +177,32 @@ def test_heldout_prompts_and_ceiling(trained, tmp_path):
     assert len(ceiling["clips"]) == 2
     for clip in ceiling["clips"]:
         assert (out / "ceiling" / clip["wav"]).is_file() and (out / "ceiling" / clip["drums"]).is_file()
+
+
+def test_a_prompt_with_its_own_seed_depends_on_nothing_else_in_the_file(trained, tmp_path):
+    from model.sampling.generate import generate_batch_file
+
+    _, generator, _ = trained
+    saved = generator.params
+
+    def run(name: str, lines: list[dict]) -> dict:
+        prompts = tmp_path / f"{name}.jsonl"
+        prompts.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        return generate_batch_file(generator, prompts, tmp_path / name, progress=False)
+
+    def clips(name: str, lines: list[dict]) -> dict[str, bytes]:
+        return {clip["id"]: (tmp_path / name / clip["wav"]).read_bytes() for clip in run(name, lines)["clips"]}
+
+    seeded = {"id": "seeded", "description": "organ", "chords": [["C", 0.0]], "seed": 7}
+    plain = [{"id": f"p{i}", "description": f"piece {i}", "duration": 1.0} for i in range(3)]
+    try:
+        alone = clips("alone", [seeded])
+        mixed = clips("mixed", [plain[0], seeded, plain[1], plain[2]])
+        without = clips("without", plain)
+        reseeded = clips("reseeded", [{**seeded, "seed": 8}])
+        bad = run("bad", [{**seeded, "seed": "seven"}])
+    finally:
+        generator.params = saved
+    assert mixed["seeded"] == alone["seeded"] != reseeded["seeded"]
+    assert all(mixed[key] == without[key] for key in without)  # prompts without a seed: as before
+    assert not bad["clips"] and "seed 'seven'" in bad["rejects"][0]["reason"]

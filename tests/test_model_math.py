@@ -121,7 +121,7 @@ def test_mask_bits_distinguish_dropped_from_zero_valued():
     cond = random_conditions(1, 4)
     cond = Conditions(**{**cond.__dict__, "drums": torch.zeros_like(cond.drums)})
     given = conditioner(cond)
-    dropped = conditioner(cond.with_keep(torch.tensor([True, False, True, True])))
+    dropped = conditioner(cond.with_keep(keep_mask_from_flags(1, chords=True, melody=True, text=True)[0]))
     assert not torch.equal(given, dropped)  # an all-zero drum input is not the same as no drums
 
 
@@ -130,7 +130,7 @@ def test_network_ignores_dropped_text_and_uses_given_text():
     x, t = torch.randn(2, 9, TINY.latent_dim), torch.rand(2)
     a, b = random_conditions(2, 9, seed=3), random_conditions(2, 9, seed=3)
     b = Conditions(**{**b.__dict__, "text": torch.randn_like(b.text)})
-    no_text = torch.tensor([True, True, True, False])
+    no_text = keep_mask_from_flags(1, chords=True, drums=True, melody=True)[0]
     with torch.no_grad():
         assert torch.allclose(net(x, t, a.with_keep(no_text)), net(x, t, b.with_keep(no_text)), atol=1e-6)
         assert not torch.allclose(net(x, t, a), net(x, t, b), atol=1e-4)
@@ -200,7 +200,7 @@ def test_multi_source_guidance_formula_in_one_forward_pass(w_all, w_txt):
     generator = MusicGenerator.__new__(MusicGenerator)
     generator.model = _RecordingModel()
     generator.params = GenerateConfig(cfg_coef_all=w_all, cfg_coef_txt=w_txt)
-    cond = random_conditions(2, 6).with_keep(torch.tensor([True, False, True, True]))  # chords+melody+text
+    cond = random_conditions(2, 6).with_keep(keep_mask_from_flags(1, chords=True, melody=True, text=True)[0])  # chords+melody+text
     velocity = generator.guided_velocity(cond)
     out = velocity(torch.tensor(0.5), torch.zeros(2, 6, TINY.latent_dim))
     v_all, v_txt, v_none = 1 + 100 + 1000, 1000, 0
@@ -217,7 +217,7 @@ def test_guidance_applies_only_inside_its_time_interval():
     generator = MusicGenerator.__new__(MusicGenerator)
     generator.model = _RecordingModel()
     generator.params = GenerateConfig(cfg_coef_all=4.0, cfg_coef_txt=-1.0, guidance_interval=(0.0, 0.5))
-    cond = random_conditions(2, 6).with_keep(torch.tensor([True, True, False, True]))  # chords+drums+text
+    cond = random_conditions(2, 6).with_keep(keep_mask_from_flags(1, chords=True, drums=True, text=True)[0])  # chords+drums+text
     velocity = generator.guided_velocity(cond)
     x = torch.zeros(2, 6, TINY.latent_dim)
     v_all, v_txt = 1 + 10 + 1000, 1000

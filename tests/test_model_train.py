@@ -224,7 +224,7 @@ def test_shard_windows_split_by_rank_and_cycle_through_every_shard():
 def test_transposition_moves_latents_chords_and_melody_together(tiny, tmp_path):
     from model.training.data import Transposition, chord_transposition_table
     from stages.chords.vocab import Vocabulary
-    from stages.latents.codec import make_codec
+    from stages.latents.codecs import make_codec
     from model_helpers import TINY_CODEC
 
     vocabulary = Vocabulary.jasco()

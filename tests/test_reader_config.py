@@ -75,8 +75,7 @@ def test_create_stage_takes_an_already_parsed_config():
 
 
 def test_commands_parse_the_stage_sections_once_into_typed_configs(tmp_path):
-    from model.evaluation.analysis import AnalyserConfigs
-    from model.evaluation.score import ModelEvalConfig, eval_settings
+    from model.evaluation.config import AnalyserConfigs, ModelEvalConfig, eval_settings
     from model.sampling.generate import ReferenceConfigs
     from stages.melody.config import MelodyConfig
 

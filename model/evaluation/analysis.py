@@ -8,18 +8,12 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable
 
 import numpy as np
 
+from model.evaluation.config import AnalyserConfigs, ModelEvalConfig
 from model.evaluation.report import ClipRequest
-from pipeline.config import load_section
-from stages.chords.stage import ChordsConfig
-from stages.drums.config import DrumsConfig
-from stages.melody.config import MelodyConfig
-
-if TYPE_CHECKING:
-    from model.evaluation.score import ModelEvalConfig
 
 log = logging.getLogger(__name__)
 
@@ -53,27 +47,11 @@ def _deliver(stage: Any, samples: np.ndarray, sr: int) -> tuple[np.ndarray, int]
     return samples, sr
 
 
-@dataclasses.dataclass(frozen=True)
-class AnalyserConfigs:
-    """The stage configs the analysers run with: params sections ``chords``, ``melody``, ``drums``."""
-
-    chords: ChordsConfig = dataclasses.field(default_factory=ChordsConfig)
-    melody: MelodyConfig = dataclasses.field(default_factory=MelodyConfig)
-    drums: DrumsConfig = dataclasses.field(default_factory=DrumsConfig)
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "AnalyserConfigs":
-        """Parse the three sections (strictly, once, at the command's edge; missing ones at their defaults)."""
-        return cls(chords=load_section(ChordsConfig, "chords", params),
-                   melody=load_section(MelodyConfig, "melody", params),
-                   drums=load_section(DrumsConfig, "drums", params))
-
-
 class Analysers:
     """The chords, melody and drums stages built from ``stages``, set up on first use; a stage that
     cannot be set up (e.g. DeepSalience weights missing) is recorded in ``skipped``, not raised."""
 
-    def __init__(self, stages: AnalyserConfigs, config: "ModelEvalConfig") -> None:
+    def __init__(self, stages: AnalyserConfigs, config: ModelEvalConfig) -> None:
         from pipeline.stage import create_stage
 
         self.config = config

@@ -122,11 +122,3 @@ def _adherence(args: argparse.Namespace) -> int:
         return _fail(exc)
     print(markdown(table))
     return 0
-
-
-# Last in the file: the block runs when the module is executed, so every handler must be defined by then.
-if __name__ == "__main__":  # pragma: no cover - `python -m model.evaluation.cli score ...` without the lead's wiring
-    root = argparse.ArgumentParser(prog="chordflow")
-    add_cli(root.add_subparsers(dest="command", required=True))
-    parsed = root.parse_args(["eval", *sys.argv[1:]])
-    sys.exit(parsed.func(parsed))

@@ -77,7 +77,8 @@ def plot_clip(report_path: str | Path, clip_id: str, out: str | Path, params: An
     """Analyse one clip of a generation report with the chords stage and draw it (see module doc)."""
     from model.evaluation.analysis import Analysers
     from model.evaluation.report import read_report
-    from model.evaluation.score import eval_settings, requested_segments
+    from model.evaluation.config import eval_settings
+    from model.evaluation.score import requested_segments
 
     config, stages = eval_settings(params)
     report = read_report(report_path)

@@ -32,22 +32,17 @@ A Fréchet distance between the generated set and a real reference set is added 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from pipeline.config import ConfigError, load_section, read_params_if_present
+from model.evaluation.config import eval_settings
+from model.evaluation.report import ClipRequest
 from stages.chords.vocab import NO_CHORD_INDEX
 from stages.drums.constants import ONSET_WINDOW_S
-from model.evaluation.embedding import EmbeddingConfig
-from model.evaluation.report import ClipRequest
-
-if TYPE_CHECKING:
-    from model.evaluation.analysis import AnalyserConfigs
 
 METRICS_FORMAT = "chordflow.model_eval/1"
 #: Per-clip score columns, in table order; each also has a ``<name>_chance`` twin.
@@ -56,35 +51,6 @@ SCORES: tuple[str, ...] = ("chord_accuracy", "chord_iou", "melody_accuracy", "me
 #: Per-clip descriptive columns (aggregated too, no chance twin).
 DESCRIPTIVE: tuple[str, ...] = ("no_chord_fraction",)
 SEMITONES_PER_OCTAVE = 12
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelEvalConfig:
-    """``model_eval:`` in params.yaml (the analysers' own settings come from their stage sections)."""
-
-    #: mir_eval chord comparison reported as chord_accuracy.
-    chord_metric: Literal["root", "majmin", "thirds", "mirex"] = "majmin"
-    #: Onset matching window (seconds) of onset_f1.
-    onset_tolerance_s: float = ONSET_WINDOW_S
-    #: Clips of the reference manifest embedded for the Fréchet distance (0 = all).
-    reference_limit: int = 0
-    frechet: EmbeddingConfig = EmbeddingConfig()
-
-    def __post_init__(self) -> None:
-        if self.onset_tolerance_s <= 0 or self.reference_limit < 0:
-            raise ConfigError(f"model_eval: need onset_tolerance_s > 0 and reference_limit >= 0, got {self}")
-
-
-def eval_settings(params: Mapping[str, Any] | str | Path | None) -> tuple[ModelEvalConfig, "AnalyserConfigs"]:
-    """``model_eval`` and the analysers' stage sections, parsed once: ``params`` is a mapping or a
-    YAML path (a path that does not exist, or None, gives every section at its defaults)."""
-    from model.evaluation.analysis import AnalyserConfigs
-
-    if params is None:
-        params = {}
-    elif not isinstance(params, Mapping):
-        params = read_params_if_present(params)
-    return load_section(ModelEvalConfig, "model_eval", params), AnalyserConfigs.from_params(params)
 
 
 # ----------------------------------------------------------------------------- pure scores

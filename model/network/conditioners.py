@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import ModelConfig
-from music.conditions import CONDITION_NAMES
+from music.conditions import CONDITION_NAMES, TEMPORAL_CONDITIONS
 
 
 @dataclass
@@ -147,11 +147,11 @@ class TemporalConditioner(nn.Module):
             drums = drums[:, : cond.drums.shape[1]]
         drums = self.drum_projection(drums)
         melody = self.melody_projection(cond.melody)
-        keep = cond.keep.to(chords.dtype)
-        parts = [chords * keep[:, 0, None, None], drums * keep[:, 1, None, None],
-                 melody * keep[:, 2, None, None]]
-        bits = keep[:, None, :3].expand(-1, chords.shape[1], -1)
-        return torch.cat(parts + [bits], dim=-1)
+        features = dict(zip(TEMPORAL_CONDITIONS, (chords, drums, melody)))
+        kept = {name: cond.keep_of(name).to(chords.dtype) for name in TEMPORAL_CONDITIONS}
+        parts = [features[name] * kept[name][:, None, None] for name in TEMPORAL_CONDITIONS]
+        bits = torch.stack([kept[name] for name in TEMPORAL_CONDITIONS], dim=-1)[:, None, :]
+        return torch.cat(parts + [bits.expand(-1, chords.shape[1], -1)], dim=-1)
 
 
 class TextConditioner(nn.Module):

@@ -3,8 +3,8 @@
 Input per frame: the noisy latent concatenated with the temporal conditions (chords, drums,
 melody and their mask bits); ``frames_per_token`` frames are stacked into one token, projected to
 the model width. With ``condition_every_layer`` the stacked conditions are also projected and added
-at the input of every later block (a 4-layer model then follows chords more closely). Each block:
-self-attention with rotary positions (relative, so pieces longer than the training crops work),
+at the input of every later block, so a shallow model keeps them in view (bench/report/model_choices.md).
+Each block: self-attention with rotary positions (relative, so pieces longer than the training crops work),
 cross-attention to the text tokens, an MLP; the flow time t modulates every layer norm (adaptive
 LayerNorm, zero-initialised gates so training starts from identity).
 """

@@ -108,13 +108,16 @@ def read_prompts(path: str | Path, default_duration: float) -> tuple[list[Prompt
             pid = str(row.get("id") or f"prompt_{number:04d}")
             if not re.fullmatch(r"[\w.-]+", pid) or pid in seen:
                 raise PromptError(f"id {pid!r} is not a unique file-safe name")
+            seed = row.get("seed")
+            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+                raise PromptError(f"seed {seed!r} is not a non-negative integer")
             duration = float(row.get("duration") or default_duration)
             if not 0 < duration <= 3600:
                 raise PromptError(f"duration {duration} s is out of range")
             resolve = lambda key: (base / row[key]) if row.get(key) else None
             prompt = Prompt(id=pid, description=row.get("description") or None, duration=duration,
                             group=row.get("group"), chords=row.get("chords"), score_chords=row.get("score_chords"),
-                            drums_path=resolve("drums"), melody_path=resolve("melody"), seed=row.get("seed"))
+                            drums_path=resolve("drums"), melody_path=resolve("melody"), seed=seed)
             for p in (prompt.drums_path, prompt.melody_path):
                 if p is not None and not p.is_file():
                     raise PromptError(f"file {p} not found")
@@ -203,22 +206,17 @@ def generate_batch_file(generator: MusicGenerator, prompts_path: str | Path, out
             rejects.append({"where": prompt.id, "reason": f"{type(exc).__name__}: {exc}"})
             prompt.controls["failed"] = True
     todo = [p for p in prompts if not p.controls.get("failed")]
-    groups: dict[float, list[Prompt]] = {}
-    for prompt in todo:
-        groups.setdefault(prompt.duration, []).append(prompt)
     bar = tqdm(total=len(todo), desc="generate", unit="clip", disable=not progress)
-    for duration, items in sorted(groups.items()):
-        for first in range(0, len(items), cfg.batch_size):
-            batch = items[first: first + cfg.batch_size]
-            generator.set_generation_params(duration=duration, seed=cfg.seed + first)
-            audio = generator.generate_music(
-                [p.description for p in batch], chords=[p.chords for p in batch],
-                drums_wav=[p.controls["drums"][0] if "drums" in p.controls else None for p in batch],
-                drums_sample_rate=next((p.controls["drums"][1] for p in batch if "drums" in p.controls), None),
-                melody_salience_matrix=[p.controls.get("melody") for p in batch])
-            for prompt, wav in zip(batch, audio):
-                clips.append(_write_clip(out_dir, prompt, wav, generator, cfg.loudness_lufs))
-            bar.update(len(batch))
+    for duration, seed, batch in _batches(todo, cfg.batch_size, cfg.seed):
+        generator.set_generation_params(duration=duration, seed=seed)
+        audio = generator.generate_music(
+            [p.description for p in batch], chords=[p.chords for p in batch],
+            drums_wav=[p.controls["drums"][0] if "drums" in p.controls else None for p in batch],
+            drums_sample_rate=next((p.controls["drums"][1] for p in batch if "drums" in p.controls), None),
+            melody_salience_matrix=[p.controls.get("melody") for p in batch])
+        for prompt, wav in zip(batch, audio):
+            clips.append(_write_clip(out_dir, prompt, wav, generator, cfg.loudness_lufs))
+        bar.update(len(batch))
     bar.close()
     report = {"format": REPORT_FORMAT, "sample_rate": generator.sample_rate, "clips": clips, "rejects": rejects,
               "generation": {"cfg_coef_all": cfg.cfg_coef_all, "cfg_coef_txt": cfg.cfg_coef_txt,
@@ -226,6 +224,19 @@ def generate_batch_file(generator: MusicGenerator, prompts_path: str | Path, out
                              getattr(generator, "last_function_evaluations", None)}}
     atomic_write_text(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
     return report
+
+
+def _batches(prompts: list[Prompt], batch_size: int, seed: int) -> list[tuple[float, int, list[Prompt]]]:
+    """(duration, seed, prompts) of each generation call: prompts of one duration in batches of
+    ``batch_size`` seeded ``seed + first index``; a prompt with its own ``seed`` alone, with that seed
+    (so its noise depends on nothing else in the file)."""
+    by_duration: dict[float, list[Prompt]] = {}
+    for prompt in prompts:
+        if prompt.seed is None:
+            by_duration.setdefault(prompt.duration, []).append(prompt)
+    calls = [(duration, seed + first, items[first: first + batch_size])
+             for duration, items in sorted(by_duration.items()) for first in range(0, len(items), batch_size)]
+    return calls + [(p.duration, p.seed, [p]) for p in prompts if p.seed is not None]
 
 
 def _write_clip(out_dir: Path, prompt: Prompt, wav: np.ndarray, generator: MusicGenerator,
@@ -237,7 +248,7 @@ def _write_clip(out_dir: Path, prompt: Prompt, wav: np.ndarray, generator: Music
         melody_path = out_dir / "clips" / f"{prompt.id}.melody.npy"
         with atomic_path(melody_path) as temp:
             with open(temp, "wb") as handle:
-                np.save(handle, generator._melody_condition(prompt.controls["melody"], generator.frames_for(prompt.duration)))
+                np.save(handle, generator.melody_condition(prompt.controls["melody"], generator.frames_for(prompt.duration)))
         melody_rel = os.path.relpath(melody_path, out_dir)
     return {
         "id": prompt.id, "wav": os.path.relpath(clip_path, out_dir), "duration_s": len(wav) / generator.sample_rate,

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from model.artifact import RunArtifact
 from model.checkpoint import load_artifact, model_from_artifact
-from model.network.conditioners import Conditions
+from model.network.conditioners import Conditions, keep_mask_from_flags
 from model.device import resolve_device
 from model.flow.path import CondOTPath
 from model.flow.solver import solve
@@ -132,7 +132,7 @@ class MusicGenerator:
                 drum_rows[i] = self._drum_condition(np.asarray(drums[i], dtype=np.float32), drums_sample_rate, n_frames)
                 keep[i, 1] = True
             if melodies[i] is not None:
-                melody_rows[i] = self._melody_condition(np.asarray(melodies[i], dtype=np.float32), n_frames)
+                melody_rows[i] = self.melody_condition(np.asarray(melodies[i], dtype=np.float32), n_frames)
                 keep[i, 2] = True
             keep[i, 3] = bool(descriptions[i])
         text, valid = self.text_encoder.encode(list(descriptions))
@@ -152,7 +152,7 @@ class MusicGenerator:
         out[: min(n_frames, len(coarse))] = coarse[:n_frames]
         return out
 
-    def _melody_condition(self, matrix: np.ndarray, n_frames: int) -> np.ndarray:
+    def melody_condition(self, matrix: np.ndarray, n_frames: int) -> np.ndarray:
         """(53, T) (JASCO's layout) or (T, 53) salience at the model frame rate -> (n_frames, 53) one-hot."""
         bins = self.config.melody_bins
         if matrix.shape[0] == bins and matrix.shape[1] != bins:
@@ -169,7 +169,7 @@ class MusicGenerator:
         """The solver's velocity function: the guidance mix of (all, text-only, none), one forward pass."""
         w = guidance_weights(self.params.cfg_coef_all, self.params.cfg_coef_txt)
         given = cond.keep
-        text_only = given & torch.tensor([False, False, False, True], device=given.device)
+        text_only = given & keep_mask_from_flags(1, text=True)[0].to(given.device)
         branches = [("all", given), ("text", text_only), ("none", torch.zeros_like(given))]
         branches = [(name, keep) for name, keep in branches if w[name] != 0.0]
         stacked = Conditions.cat([cond.with_keep(keep) for _, keep in branches])

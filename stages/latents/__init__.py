@@ -10,7 +10,9 @@ Public API:
 * :class:`NormalisationStats`: the ``stats`` file (global and per-dimension mean/std).
 """
 
-from stages.latents.codec import CODECS, Codec, CodecError, make_codec
+from stages.latents.codec import Codec, CodecError
+
+from stages.latents.codecs import CODECS, make_codec
 from stages.latents.config import LatentsConfig
 from stages.latents.stage import LatentsExtractor
 from stages.latents.stats import NormalisationStats, compute_stats

@@ -103,7 +103,8 @@ def _cli_stats(args: argparse.Namespace) -> int:
 
 
 def _cli_eval(args: argparse.Namespace) -> int:
-    from stages.latents.codec import CODECS, CodecError, make_codec
+    from stages.latents.codec import CodecError
+    from stages.latents.codecs import CODECS, make_codec
     from pipeline.metrics import write_metrics
     from stages.latents.evaluate import HarmonyJudge, Judges, evaluate_codec, format_table, select_clips
     from stages.latents.melody_judge import load_melody_judge
@@ -130,7 +131,7 @@ def _cli_eval(args: argparse.Namespace) -> int:
 
 def _cli_plot(args: argparse.Namespace) -> int:
     from pipeline.audio import load_audio
-    from stages.latents.codec import make_codec
+    from stages.latents.codecs import make_codec
     from stages.latents.plot import plot_roundtrip
 
     config = _config(read_params_if_present(args.params))

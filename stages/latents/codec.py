@@ -9,13 +9,10 @@ Backends are built by name through :func:`make_codec`, each from its own frozen 
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
-
-from pipeline.config import load_config
 
 
 class CodecError(RuntimeError):
@@ -91,28 +88,3 @@ class Codec(ABC):
         """Plain-data summary (stored next to stats and in eval metrics)."""
         return {"codec": self.name, "sample_rate": self.sample_rate, "hop_length": self.hop_length,
                 "frame_rate": self.frame_rate, "dim": self.dim, "coarse_dim": self.coarse_dim}
-
-
-# name -> "module:Class"; imported lazily so that choosing one backend never imports another's
-# dependencies (transformers, encodec).
-CODECS: dict[str, str] = {
-    "logspec_griffinlim": "stages.latents.logspec:LogSpecGriffinLim",
-    "encodec_32khz": "stages.latents.encodec_hf:Encodec32kHz",
-    "encodec_24khz": "stages.latents.encodec_meta:Encodec24kHz",
-}
-
-
-def codec_class(name: str) -> type[Codec]:
-    try:
-        target = CODECS[name]
-    except KeyError:
-        raise CodecError(f"unknown codec {name!r}; available: {', '.join(sorted(CODECS))}") from None
-    module_name, _, class_name = target.partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
-
-
-def make_codec(name: str, options: Mapping[str, Any] | Any | None = None) -> Codec:
-    """Build backend ``name`` from its options (a mapping, or an instance of its config class)."""
-    cls = codec_class(name)
-    config = options if isinstance(options, cls.config_class) else load_config(cls.config_class, options, where=name)
-    return cls(config)

@@ -28,6 +28,6 @@ class LatentsConfig:
 
     def codec_options(self) -> Any:
         """The chosen backend's config (unknown codec names fail in :func:`make_codec`)."""
-        from stages.latents.codec import CODECS
+        from stages.latents.codecs import CODECS
 
         return getattr(self, self.codec) if self.codec in CODECS else None

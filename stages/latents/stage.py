@@ -22,7 +22,8 @@ import numpy as np
 from pipeline.config import config_hash, config_to_dict
 from pipeline.stage import FeatureExtractor, FeatureSpec, TrackContext, pinned
 from stages.latents.chunking import encode_chunked
-from stages.latents.codec import CODECS, Codec, CodecError, make_codec
+from stages.latents.codec import Codec, CodecError
+from stages.latents.codecs import CODECS, make_codec
 from stages.latents.config import LatentsConfig
 
 LATENTS_DTYPE = "float16"
