@@ -33,7 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.atomic import atomic_write_text  # noqa: E402
-from pipeline.config import load_section, read_params  # noqa: E402
+from pipeline.config import read_params  # noqa: E402
 
 DEFAULT_CHECKPOINT = "models/demo/checkpoint.pt"  # what `dvc repro` trains
 DEFAULT_PROMPTS = "data/heldout/prompts.jsonl"  # what `dvc repro` writes (stage heldout)
@@ -178,14 +178,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from model.config import GenerateConfig
-    from model.sampling.sample import MusicGenerator
+    from model.sampling.generate import load_generator
 
     params = read_params(args.params)
-    base_cfg = load_section(GenerateConfig, "generate", params)
     prompts = select_prompts(Path(args.prompts), args.group, args.limit)
-    try:
-        generator = MusicGenerator.from_checkpoint(args.checkpoint, device=base_cfg.device, use_ema=base_cfg.use_ema)
+    try:  # the settings `chordflow generate` uses: the checkpoint's, then params `generate`
+        generator = load_generator(args.checkpoint, params.get("generate"))
+        base_cfg = generator.params
     except RuntimeError as exc:  # state-dict mismatch: trained by an older version of model/
         print(f"bench_sampling: {args.checkpoint} does not fit the current model code (retrain it): "
               f"{str(exc).splitlines()[-1].strip()}", file=sys.stderr)

@@ -50,7 +50,7 @@ if ONE_THREAD:
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.atomic import atomic_write_text  # noqa: E402
-from pipeline.config import read_params  # noqa: E402
+from pipeline.config import read_params_if_present  # noqa: E402
 from pipeline.executors import ExecutorConfig, SlurmConfig, make_executor  # noqa: E402
 from pipeline.planning import ShardingConfig  # noqa: E402
 from pipeline.runner import run_stage  # noqa: E402
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if SHARED_DEEPSALIENCE.is_dir():
         os.environ.setdefault("CHORDFLOW_DEEPSALIENCE_WEIGHTS", str(SHARED_DEEPSALIENCE))
-    params = read_params(args.params) if Path(args.params).is_file() else {}
+    params = read_params_if_present(args.params)
     stages = args.stages.split(",") if args.stages else []
     if "latents" in stages and "drums" not in stages:
         parser.error("latents encodes the drums stage's stems: list drums before it")

@@ -87,6 +87,13 @@ class StageStore:
     def track_ids(self) -> list[str]:
         return sorted(self._index())
 
+    def shard_of(self, track_id: str) -> int:
+        """Index (into ``shard_paths``) of the shard holding ``track_id``; KeyError naming the folder."""
+        try:
+            return self._index()[track_id]
+        except KeyError:
+            raise KeyError(f"{self.out_dir}: no track {track_id!r}") from None
+
     def __contains__(self, track_id: str) -> bool:
         return track_id in self._index()
 
@@ -94,10 +101,7 @@ class StageStore:
         return len(self._index())
 
     def get(self, track_id: str) -> dict[str, Any]:
-        try:
-            shard = self._index()[track_id]
-        except KeyError:
-            raise KeyError(f"{self.out_dir}: no track {track_id!r}") from None
+        shard = self.shard_of(track_id)
         return self._reader(shard).get(track_id)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:

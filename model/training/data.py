@@ -73,10 +73,9 @@ class FeatureSource:
         if not self.track_ids:
             raise DataError(f"none of the {len(wanted)} requested tracks has latents, chords and melody features")
         latents = self.stores["latents"]
-        shard_of = latents._index()
         by_shard: dict[int, list[str]] = {}
         for tid in self.track_ids:
-            by_shard.setdefault(shard_of[tid], []).append(tid)
+            by_shard.setdefault(latents.shard_of(tid), []).append(tid)
         self.shards: list[list[str]] = [by_shard[i] for i in sorted(by_shard)]
         self.descriptions = descriptions
         self.stats = stats
