@@ -31,12 +31,12 @@ def repo_stages(*names: str) -> dict[str, Any]:
 
 def init_project(root: Path, stages: Mapping[str, Any], params: Mapping[str, Any],
                  copy: tuple[str, ...] = (), env: Mapping[str, str] | None = None) -> Path:
-    """Write dvc.yaml + params.yaml into ``root``, copy the code folders the stages depend on, and
-    make it a git + DVC repository."""
+    """Write dvc.yaml + params.yaml into ``root``, copy the code folders the stages depend on (and
+    ``music/``, which every code folder imports), and make it a git + DVC repository."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": dict(stages)}, sort_keys=False))
     (root / "params.yaml").write_text(yaml.safe_dump(dict(params), sort_keys=False))
-    for folder in copy:
+    for folder in ("music", *copy):
         shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     run_dvc(root, "init", "-q", env=env)
