@@ -75,12 +75,6 @@ class TextEncoder:
             hidden = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
             self._cache[text] = hidden[0].float().cpu()
 
-    def token_embeddings(self, text: str) -> torch.Tensor:
-        """(L, dim) embeddings of one description (L = its token count)."""
-        if text not in self._cache:
-            self._encode_new([text])
-        return self._cache[text]
-
     def encode(self, texts: list[str | None]) -> tuple[torch.Tensor, torch.Tensor]:
         """Descriptions (None or "" = no text) -> (B, L, dim) float32 and (B, L) bool validity."""
         missing = sorted({t for t in texts if t and t not in self._cache})

@@ -124,17 +124,18 @@ class MusicGenerator:
         drum_rows = np.zeros((batch, n_frames, cfg.drum_dim), dtype=np.float32)
         melody_rows = np.zeros((batch, n_frames, cfg.melody_bins), dtype=np.float32)
         keep = np.zeros((batch, len(CONDITION_NAMES)), dtype=bool)
+        column = {name: j for j, name in enumerate(CONDITION_NAMES)}  # keep's columns by condition name
         for i in range(batch):
             if timelines[i] is not None:
                 chord_rows[i] = timeline_to_frames(timelines[i], n_frames, self.vocabulary, cfg.frame_rate)
-                keep[i, 0] = True
+                keep[i, column["chords"]] = True
             if drums[i] is not None:
                 drum_rows[i] = self._drum_condition(np.asarray(drums[i], dtype=np.float32), drums_sample_rate, n_frames)
-                keep[i, 1] = True
+                keep[i, column["drums"]] = True
             if melodies[i] is not None:
                 melody_rows[i] = self.melody_condition(np.asarray(melodies[i], dtype=np.float32), n_frames)
-                keep[i, 2] = True
-            keep[i, 3] = bool(descriptions[i])
+                keep[i, column["melody"]] = True
+            keep[i, column["text"]] = bool(descriptions[i])
         text, valid = self.text_encoder.encode(list(descriptions))
         return Conditions(chords=torch.from_numpy(chord_rows), drums=torch.from_numpy(drum_rows),
                           melody=torch.from_numpy(melody_rows), text=text, text_valid=valid,
