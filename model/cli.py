@@ -46,7 +46,10 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     plot.set_defaults(func=_plot)
 
     gen = subparsers.add_parser("generate", help="generate audio for each line of a prompts JSONL")
-    gen.add_argument("--checkpoint", required=True)
+    gen.add_argument("--checkpoint", required=True, help="a chordflow checkpoint.pt, or a released JASCO folder "
+                     "(state_dict.bin + compression_state_dict.bin)")
+    gen.add_argument("--t5", help="JASCO folders: local T5-base folder (default $CHORDFLOW_T5)")
+    gen.add_argument("--chord-map", help="JASCO folders: chord label -> index map (.json or .pkl; default JASCO's)")
     gen.add_argument("--prompts", required=True, help="JSONL: description, chords, drums, melody, duration ...")
     gen.add_argument("--out", required=True, help="folder for clips/*.wav and report.json")
     gen.add_argument("--params", default="params.yaml", help="generate section, over the checkpoint's "
@@ -55,6 +58,13 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                      help="override a generate param, e.g. --set steps=32 --set solver=dopri5")
     gen.add_argument("--no-progress", action="store_true")
     gen.set_defaults(func=_generate)
+
+    export = subparsers.add_parser("export-jasco", help="write a jasco-preset run (or a loaded release) in "
+                                   "JASCO's released form: state_dict.bin + compression_state_dict.bin")
+    export.add_argument("run", help="run folder (its checkpoint.pt), a checkpoint file, or a JASCO folder")
+    export.add_argument("out", help="output folder")
+    export.add_argument("--plain-weights", action="store_true", help="export the plain weights, not the EMA")
+    export.set_defaults(func=_export_jasco)
 
     held = subparsers.add_parser("heldout", help="prompts and decode-ceiling clips for held-out tracks")
     for name in ("manifest", "metadata", "chords", "melody", "drums", "out"):
@@ -139,7 +149,8 @@ def _generate(args: argparse.Namespace) -> int:
         params = read_params_if_present(args.params)
         references = ReferenceConfigs.from_params(params)  # drums / melody sections, parsed once here
         overrides = {key: _scalar(value) for key, value in (item.split("=", 1) for item in args.set)}
-        generator = load_generator(args.checkpoint, params.get("generate"), overrides)
+        generator = load_generator(args.checkpoint, params.get("generate"), overrides, t5=args.t5,
+                                   chord_map=args.chord_map)
         report = generate_batch_file(generator, args.prompts, args.out, references, progress=not args.no_progress)
     except (ConfigError, ValueError, OSError) as exc:
         print(f"chordflow generate: {exc}", file=sys.stderr)
@@ -148,6 +159,25 @@ def _generate(args: argparse.Namespace) -> int:
     for reject in report["rejects"]:
         print(f"  rejected {reject['where']}: {reject['reason']}", file=sys.stderr)
     return 1 if report["rejects"] and not report["clips"] else 0
+
+
+def _export_jasco(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from model.checkpoint import load_artifact
+    from model.jasco.artifact import export_run
+    from model.training.train import CHECKPOINT_NAME
+
+    source = Path(args.run)
+    if source.is_dir() and (source / CHECKPOINT_NAME).is_file():
+        source = source / CHECKPOINT_NAME
+    try:
+        out = export_run(load_artifact(source), args.out, use_ema=not args.plain_weights)
+    except (ValueError, OSError) as exc:
+        print(f"chordflow export-jasco: {exc}", file=sys.stderr)
+        return 2
+    print(f"{out}: state_dict.bin, compression_state_dict.bin (from {source})")
+    return 0
 
 
 def _scalar(text: str) -> Any:

@@ -17,13 +17,22 @@ from pipeline.config import load_config
 from pipeline.constants import LATENT_FRAME_RATE
 from stages.melody.constants import JASCO_N_SEMITONES
 
-#: Size presets; ``model.preset`` picks one and explicit keys override it.
+#: Size presets; ``model.preset`` picks one and explicit keys (dim, layers, heads) override it.
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"dim": 256, "layers": 4, "heads": 4},        # the CPU demo (3-4M parameters)
     "small": {"dim": 512, "layers": 8, "heads": 8},
-    "jasco": {"dim": 1024, "layers": 24, "heads": 16},    # JASCO-scale, for GPU clusters
+    "jasco": {"dim": 1024, "layers": 24, "heads": 16},    # JASCO 400M itself (model/network/jasco.py)
 }
 DEFAULT_PRESET = "tiny"
+#: The networks: chordflow's own (model/network/transformer.py) and JASCO's (model/network/jasco.py).
+ARCHITECTURES = ("chordflow", "jasco")
+#: The preset that is JASCO's architecture, and the sizes that architecture fixes (AudioCraft's
+#: chords 16, drums bottleneck 2, melody 16, MLP x4, one frame per token, blur over 3 frames).
+#: With this preset ``model.melody_embed_dim: 0`` makes the chords-drums variant (no melody input).
+JASCO_PRESET = "jasco"
+JASCO_MELODY_DIM = 16
+JASCO_FIXED: dict[str, float | int] = {"chord_embed_dim": 16, "drum_embed_dim": 2, "mlp_ratio": 4.0,
+                                       "frames_per_token": 1, "drum_pool_frames": 3, "condition_every_layer": False}
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,7 @@ class TextConfig:
     encoder: str = "minilm"
     #: For t5: a local folder or a hub id (online users), e.g. ``t5-base``.
     name_or_path: str | None = None
+    #: Longer descriptions are truncated to this many tokens; 0 = never truncate.
     max_tokens: int = 64
 
 
@@ -94,6 +104,12 @@ class ModelConfig(ArchitectureConfig):
     chord_vocab_size: int = JASCO_CHORD_VOCAB_SIZE
     melody_bins: int = JASCO_N_SEMITONES
     frame_rate: float = LATENT_FRAME_RATE
+    #: Which network: ``chordflow`` or ``jasco`` (then ``melody_embed_dim`` 0 = a chords-drums model).
+    architecture: str = "chordflow"
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"model architecture {self.architecture!r}: choose one of {ARCHITECTURES}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -115,8 +131,25 @@ def model_config_from_params(params: ModelParams, *, latent_dim: int, drum_dim: 
     if size["dim"] % size["heads"]:
         raise ValueError(f"model: dim {size['dim']} is not divisible by heads {size['heads']}")
     shared = {f.name: getattr(params, f.name) for f in dataclasses.fields(ArchitectureConfig)}
+    architecture = "chordflow"
+    if params.preset == JASCO_PRESET:  # the preset is JASCO's network: its fixed sizes win
+        shared.update(JASCO_FIXED, melody_embed_dim=JASCO_MELODY_DIM if params.melody_embed_dim else 0)
+        architecture = "jasco"
     return ModelConfig(latent_dim=latent_dim, drum_dim=drum_dim, text_dim=text_dim, frame_rate=frame_rate,
-                       chord_vocab_size=chord_vocab_size, **shared, **size)
+                       chord_vocab_size=chord_vocab_size, architecture=architecture, **shared, **size)
+
+
+#: Loss weightings a run can choose (``train.loss_weight``).
+LOSS_WEIGHTS = ("auto", "uniform", "one_plus_t")
+
+
+def resolve_loss_weight(name: str, architecture: str) -> str:
+    """``uniform`` or ``one_plus_t``: ``auto`` is JASCO's (1 + t) for its network, uniform otherwise."""
+    if name not in LOSS_WEIGHTS:
+        raise ValueError(f"train.loss_weight {name!r}: choose one of {LOSS_WEIGHTS}")
+    if name == "auto":
+        return "one_plus_t" if architecture == "jasco" else "uniform"
+    return name
 
 
 @dataclass(frozen=True)
@@ -147,6 +180,9 @@ class TrainConfig:
     transpose_probability: float = 0.5
     #: Normalisation of latents: ``global`` (JASCO) or ``per_dim``.
     normalisation: str = "global"
+    #: Per-example loss weight: ``uniform``, ``one_plus_t`` (JASCO's (1 + t)) or ``auto`` (JASCO's for
+    #: the jasco architecture, else uniform).
+    loss_weight: str = "auto"
     threads: int = 0          # torch intra-op threads; 0 = torch's default
     device: str = "auto"      # auto | cpu | cuda[:n]
     mixed_precision: bool = True   # bf16 autocast on GPU (ignored on CPU)
@@ -186,8 +222,17 @@ class GenerateConfig:
     loudness_lufs: float = -16.0
     use_ema: bool = True
     device: str = "auto"
+    #: Adaptive solvers integrate to this flow time (JASCO: 1 - 1e-5); fixed-step ones always to 1.
+    adaptive_end_time: float = 1.0
+    #: ``jasco`` networks: reproduce AudioCraft's numbers, quirks included (model/sampling/jasco.py);
+    #: off = every dropped condition in its null form, as training's dropout made it.
+    audiocraft_quirks: bool = False
+    #: drums_wav is a full mix: separate its drum stem with Demucs first (JASCO does); off = a drum stem.
+    separate_drums: bool = False
 
     def __post_init__(self) -> None:
         start, stop = self.guidance_interval
         if not 0.0 <= start <= stop <= 1.0:
             raise ValueError(f"generate.guidance_interval: need 0 <= start <= stop <= 1, got {self.guidance_interval}")
+        if not 0.0 < self.adaptive_end_time <= 1.0:
+            raise ValueError(f"generate.adaptive_end_time: need 0 < t <= 1, got {self.adaptive_end_time}")

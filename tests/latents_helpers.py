@@ -14,6 +14,22 @@ TINY_HF_ENCODEC = dict(sampling_rate=32000, upsampling_ratios=[8, 5, 4, 4], num_
                        use_causal_conv=False, use_conv_shortcut=False)
 TINY_META_ARCHITECTURE = dict(n_filters=4, dimension=16, n_q=2, bins=16, lstm=1)
 
+def save_tiny_jasco_state(file: Path, seed: int = 0) -> Path:
+    """A JASCO-form ``state_dict.bin`` whose EnCodec copy is the tiny transformers EnCodec (no LM weights:
+    the ``jasco_encodec`` codec reads only the copy)."""
+    import torch
+    from transformers import EncodecModel
+
+    from stages.latents.encodec_jasco import ENCODEC_PREFIX
+
+    folder = save_tiny_hf_encodec(file.parent / f"{file.stem}_hf", seed)
+    state = EncodecModel.from_pretrained(folder).state_dict()
+    file.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"best_state": {ENCODEC_PREFIX + k: v for k, v in state.items()}, "xp.cfg": "", "version": "test",
+                "exported": True}, file)
+    return file
+
+
 def save_tiny_hf_encodec(folder: Path, seed: int = 0) -> Path:
     """``save_pretrained`` a shrunk transformers EncodecModel with random weights and codebooks."""
     import torch

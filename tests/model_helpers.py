@@ -16,6 +16,7 @@ import numpy as np
 import soundfile as sf
 
 from pipeline.arrays import coerce_value
+from pipeline.audio import resample
 from pipeline.manifest import build_manifest, write_manifest
 from pipeline.stage import FeatureSpec
 from pipeline.store import StageInfo, write_shard
@@ -69,8 +70,10 @@ def track_audio(chords: list[str], seconds_per_chord: float, seed: int) -> tuple
     return np.concatenate(parts), timeline, np.array(melody, dtype=np.int16)
 
 
-def build_tiny_features(root: Path, n_tracks: int = 6, seconds_per_chord: float = 1.0) -> TinyFeatures:
-    """Write audio, manifest, metadata, stage shards and stats for ``n_tracks`` synthetic tracks."""
+def build_tiny_features(root: Path, n_tracks: int = 6, seconds_per_chord: float = 1.0,
+                        codec: tuple[str, dict] | None = None) -> TinyFeatures:
+    """Write audio, manifest, metadata, stage shards and stats for ``n_tracks`` synthetic tracks
+    (latents of ``codec`` = (name, options), by default a tiny log-spectrogram codec)."""
     root.mkdir(parents=True, exist_ok=True)
     audio_dir = root / "audio"
     audio_dir.mkdir(exist_ok=True)
@@ -92,13 +95,18 @@ def build_tiny_features(root: Path, n_tracks: int = 6, seconds_per_chord: float 
                                  "description": f"synthetic organ piece number {number}"}))
     metadata.write_text("\n".join(lines) + "\n")
 
-    codec = make_codec("logspec_griffinlim", TINY_CODEC)
+    codec_name, codec_options = codec or ("logspec_griffinlim", TINY_CODEC)
+    codec = make_codec(codec_name, codec_options)
     vocabulary = Vocabulary.jasco()
     rows = {"latents": [], "chords": [], "melody": [], "drums": []}
     timelines = {}
     for tid, path in zip(ids, paths):
         audio, timeline, melody = made[Path(path).name]
-        latents = codec.encode(audio)
+        if codec.sample_rate != SAMPLE_RATE:
+            audio_for_codec = resample(audio[None].astype(np.float32), SAMPLE_RATE, codec.sample_rate)[0]
+        else:
+            audio_for_codec = audio
+        latents = codec.encode(audio_for_codec)
         frames = latents.shape[0]
         timelines[tid] = timeline
         chord_index = timeline_to_frames(timeline, frames, vocabulary, FRAME_RATE)
@@ -121,7 +129,7 @@ def build_tiny_features(root: Path, n_tracks: int = 6, seconds_per_chord: float 
         "melody": (FeatureSpec("melody_index", "int16", (None,), FRAME_RATE),),
         "drums": (FeatureSpec("stem_path", "string", ()),),
     }
-    params = {"latents": {"codec": "logspec_griffinlim", "logspec_griffinlim": TINY_CODEC},
+    params = {"latents": {"codec": codec_name, codec_name: codec_options},
               "chords": {"vocabulary": "jasco", "slash_fallback": True}, "melody": {}, "drums": {}}
     for stage, stage_rows in rows.items():
         info = StageInfo(stage=stage, version="1", params_hash=f"tiny-{stage}", features=specs[stage],

@@ -141,7 +141,7 @@ def test_a_checkpoint_carrying_a_pickled_callable_is_refused_unrun(tmp_path):
 def test_unknown_versions_and_damaged_files_are_clear_errors(cli_run, tmp_path):
     torch.save({"format": "chordflow.checkpoint/99"}, tmp_path / "future.pt")
     with pytest.raises(CheckpointError, match=r"'chordflow.checkpoint/99' is not one this chordflow reads "
-                                              r"\(chordflow.checkpoint/2, chordflow.checkpoint/1\)"):
+                                              r"\(chordflow.checkpoint/2, chordflow.checkpoint/1, jasco.release\)"):
         load_checkpoint(tmp_path / "future.pt")
     torch.save({"format": "someone.else/1", "state_dict": {}}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="not a chordflow checkpoint of a known version"):

@@ -13,11 +13,12 @@ from stages.latents.logspec import LogSpecConfig, band_centres
 from tests.latents_helpers import (
     TINY_META_ARCHITECTURE,
     save_tiny_hf_encodec,
+    save_tiny_jasco_state,
     save_tiny_meta_encodec,
     top_pitch_classes,
 )
 
-EXPECTED_FRAME_RATES = {"logspec_griffinlim": 50.0, "encodec_32khz": 50.0, "encodec_24khz": 75.0}
+EXPECTED_FRAME_RATES = {"logspec_griffinlim": 50.0, "encodec_32khz": 50.0, "encodec_24khz": 75.0, "jasco_encodec": 50.0}
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,7 @@ def codec_options(tmp_path_factory):
         "encodec_32khz": {"checkpoint": str(save_tiny_hf_encodec(root / "encodec_32khz"))},
         "encodec_24khz": {"checkpoint": str(save_tiny_meta_encodec(root / "encodec_24khz.th")),
                           "architecture": TINY_META_ARCHITECTURE},
+        "jasco_encodec": {"checkpoint": str(save_tiny_jasco_state(root / "jasco" / "state_dict.bin"))},
     }
 
 

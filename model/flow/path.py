@@ -30,6 +30,11 @@ class CondOTPath:
         """u_t = x1 - (1 - sigma_min) x0 (constant along the path)."""
         return x1 - (1 - self.sigma_min) * x0
 
-    def loss(self, predicted: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
-        """Mean squared error between predicted and target velocity (scalar)."""
-        return torch.mean((predicted.float() - self.target_velocity(x0, x1).float()) ** 2)
+    def loss(self, predicted: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor,
+             t: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean squared error between predicted and target velocity (scalar); with ``t`` (B,),
+        each example's error weighted by (1 + t), as JASCO trains (later, data-side times count more)."""
+        error = (predicted.float() - self.target_velocity(x0, x1).float()) ** 2
+        if t is not None:
+            error = (1 + self._t(t, error).float()) * error
+        return torch.mean(error)

@@ -48,8 +48,9 @@ def calls_per_run(method: str, steps: int) -> int | None:
 
 
 def solve(velocity: VelocityFn, x0: torch.Tensor, *, method: str = "euler", steps: int = 16,
-          atol: float = 1e-4, rtol: float = 1e-4, t0: float = 0.0, t1: float = 1.0) -> SolveResult:
-    """Integrate dx/dt = velocity(t, x) from x(t0) = x0 to t1."""
+          atol: float = 1e-4, rtol: float = 1e-4, t0: float = 0.0, t1: float = 1.0,
+          adaptive_t1: float | None = None) -> SolveResult:
+    """Integrate dx/dt = velocity(t, x) from x(t0) = x0 to t1 (adaptive methods: to ``adaptive_t1`` if given)."""
     method = resolve_method(method)
     calls = 0
 
@@ -65,6 +66,6 @@ def solve(velocity: VelocityFn, x0: torch.Tensor, *, method: str = "euler", step
         grid = torch.linspace(t0, t1, steps + 1, device=x0.device)
         trajectory = odeint(counted, x0, grid, method=method)
     else:
-        times = torch.tensor([t0, t1], dtype=torch.float32, device=x0.device)
+        times = torch.tensor([t0, t1 if adaptive_t1 is None else adaptive_t1], dtype=torch.float32, device=x0.device)
         trajectory = odeint(counted, x0, times, method=method, atol=atol, rtol=rtol)
     return SolveResult(x1=trajectory[-1], function_evaluations=calls)

@@ -70,7 +70,8 @@ class TextEncoder:
         # texts shared its padded batch (float sums differ in the last bit), or a resumed run
         # would drift from an uninterrupted one.
         for text in texts:
-            batch = self.tokenizer([text], truncation=True, max_length=self.config.max_tokens,
+            limit = self.config.max_tokens  # 0: no truncation (JASCO's T5 conditioner truncates nothing)
+            batch = self.tokenizer([text], truncation=limit > 0, max_length=limit or None,
                                    return_tensors="pt").to(self.device)
             hidden = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
             self._cache[text] = hidden[0].float().cpu()

@@ -68,9 +68,20 @@ def generation_settings(artifact: RunArtifact, section: Mapping[str, Any] | None
 
 
 def load_generator(checkpoint: str | Path, section: Mapping[str, Any] | None = None,
-                   overrides: Mapping[str, Any] | None = None) -> MusicGenerator:
-    """A :class:`MusicGenerator` of ``checkpoint`` with :func:`generation_settings` applied."""
-    artifact = load_artifact(checkpoint)
+                   overrides: Mapping[str, Any] | None = None, t5: str | None = None,
+                   chord_map: str | None = None) -> MusicGenerator:
+    """A :class:`MusicGenerator` of ``checkpoint`` (a chordflow checkpoint or a released JASCO folder,
+    whose T5 folder and chord map ``t5`` / ``chord_map`` give) with :func:`generation_settings` applied."""
+    from model.jasco.release import is_release
+
+    if is_release(checkpoint):
+        from model.jasco.artifact import release_artifact
+
+        artifact = release_artifact(checkpoint, t5=t5, chord_map=chord_map)
+    elif t5 or chord_map:
+        raise ValueError(f"{checkpoint}: --t5 / --chord-map apply to released JASCO folders only")
+    else:
+        artifact = load_artifact(checkpoint)
     return MusicGenerator(artifact, settings=generation_settings(artifact, section, overrides))
 
 
@@ -208,7 +219,8 @@ def generate_batch_file(generator: MusicGenerator, prompts_path: str | Path, out
     todo = [p for p in prompts if not p.controls.get("failed")]
     bar = tqdm(total=len(todo), desc="generate", unit="clip", disable=not progress)
     for duration, seed, batch in _batches(todo, cfg.batch_size, cfg.seed):
-        generator.set_generation_params(duration=duration, seed=seed)
+        # the loader separated the drum references already (drums stage settings)
+        generator.set_generation_params(duration=duration, seed=seed, separate_drums=False)
         audio = generator.generate_music(
             [p.description for p in batch], chords=[p.chords for p in batch],
             drums_wav=[p.controls["drums"][0] if "drums" in p.controls else None for p in batch],

@@ -29,6 +29,7 @@ from model.device import resolve_device
 from model.flow.path import CondOTPath
 from model.flow.solver import solve
 from model.network.text import TextEncoder
+from model.sampling.jasco import guidance_batch, guidance_terms
 from music.conditions import CONDITION_NAMES
 from music.frames import frames_for_seconds
 from stages.chords.frames import timeline_to_frames
@@ -39,6 +40,10 @@ if TYPE_CHECKING:
     from model.config import GenerateConfig
 
 Timeline = Sequence[tuple[str, float]]
+
+
+#: Folder of Demucs weights for separating drums references in the Python API.
+DEMUCS_WEIGHTS_ENV = "CHORDFLOW_DEMUCS_WEIGHTS"
 
 
 class GenerationError(ValueError):
@@ -89,11 +94,33 @@ class MusicGenerator:
         self.codec = codec or artifact.codec.build()
         self.text_encoder = TextEncoder(artifact.text, device=self.device)
         self.path = CondOTPath(self.config.sigma_min)
+        self._silence: dict[int, torch.Tensor] = {}
+        self._separator = None
 
     @classmethod
     def from_checkpoint(cls, path: str, device: str | None = None, use_ema: bool | None = None) -> "MusicGenerator":
-        """Rebuild everything from the checkpoint file's run artifact alone."""
+        """Rebuild everything from the checkpoint file's run artifact alone (or a JASCO release folder)."""
         return cls(load_artifact(path), device=device, use_ema=use_ema)
+
+    @classmethod
+    def from_jasco(cls, folder: str, t5: str | None = None, chord_map: str | None = None,
+                   device: str | None = None, **settings: Any) -> "MusicGenerator":
+        """A released JASCO model from a local folder (``state_dict.bin``), with JASCO's defaults.
+
+        t5: a local T5-base folder (default: $CHORDFLOW_T5, else the hub id ``t5-base``, online only);
+        chord_map: JASCO's vocabulary (default, shipped) or a user's ``.json`` / ``.pkl`` label -> index map;
+        settings: GenerateConfig fields over JASCO's defaults (dopri5, cfg 5.0 / 0.0, AudioCraft quirks on).
+        """
+        from model.jasco.artifact import release_artifact
+
+        artifact = release_artifact(folder, t5=t5, chord_map=chord_map)
+        params = dataclasses.replace(artifact.generate, **settings) if settings else artifact.generate
+        return cls(artifact, device=device, settings=params)
+
+    @property
+    def is_jasco(self) -> bool:
+        """JASCO's network: chords read at frame starts, melody matrices as given, drums over the segment."""
+        return getattr(getattr(self.model, "config", None), "architecture", "chordflow") == "jasco"
 
     @property
     def sample_rate(self) -> int:
@@ -127,7 +154,8 @@ class MusicGenerator:
         column = {name: j for j, name in enumerate(CONDITION_NAMES)}  # keep's columns by condition name
         for i in range(batch):
             if timelines[i] is not None:
-                chord_rows[i] = timeline_to_frames(timelines[i], n_frames, self.vocabulary, cfg.frame_rate)
+                chord_rows[i] = timeline_to_frames(timelines[i], n_frames, self.vocabulary, cfg.frame_rate,
+                                                   sample_at="start" if self.is_jasco else "centre")
                 keep[i, column["chords"]] = True
             if drums[i] is not None:
                 drum_rows[i] = self._drum_condition(np.asarray(drums[i], dtype=np.float32), drums_sample_rate, n_frames)
@@ -142,25 +170,55 @@ class MusicGenerator:
                           keep=torch.from_numpy(keep)).to(self.device)
 
     def _drum_condition(self, wav: np.ndarray, sample_rate: int | None, n_frames: int) -> np.ndarray:
-        """A drum stem (N,) -> (n_frames, drum_dim) coarse latents of the model's codec."""
+        """A drum stem (N,) (or a mix, with ``separate_drums``) -> (n_frames, drum_dim) coarse latents."""
         from pipeline.audio import resample
 
         if sample_rate is None:
             raise GenerationError("drums_wav needs drums_sample_rate")
+        if self.params.separate_drums:
+            wav, sample_rate = self._separate_drums(wav, int(sample_rate))
         wav = resample(wav[None], int(sample_rate), self.codec.sample_rate)[0]
+        if self.is_jasco:  # JASCO encodes exactly the segment: trimmed or zero-padded to its length
+            wav = _fit_samples(wav, n_frames * self.codec.hop_length)
         coarse = self.codec.coarse(self.codec.encode(wav))
         out = np.zeros((n_frames, coarse.shape[1]), dtype=np.float32)
         out[: min(n_frames, len(coarse))] = coarse[:n_frames]
         return out
 
+    def _separate_drums(self, wav: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+        """The drum stem of a mix (N,) with the drums stage's Demucs separator (htdemucs, as JASCO;
+        weights from ``$CHORDFLOW_DEMUCS_WEIGHTS`` or the torch hub cache) -> (N,) mono at the same rate."""
+        if self._separator is None:
+            import os
+
+            from stages.drums.config import DemucsConfig
+            from stages.drums.demucs_separator import DemucsSeparator
+
+            self._separator = DemucsSeparator(DemucsConfig(weights_dir=os.environ.get(DEMUCS_WEIGHTS_ENV)))
+        stem = self._separator.separate(np.asarray(wav, dtype=np.float32)[None], sample_rate)
+        return np.asarray(stem, dtype=np.float32).mean(axis=0), sample_rate
+
+    def silence_drums(self, n_frames: int) -> torch.Tensor:
+        """(n_frames, drum_dim) drum condition of a silent stem (AudioCraft's dropped drums, quirk (a))."""
+        if n_frames not in self._silence:
+            silent = np.zeros(n_frames * self.codec.hop_length, dtype=np.float32)
+            self._silence[n_frames] = torch.from_numpy(self._drum_condition(silent, self.codec.sample_rate, n_frames))
+        return self._silence[n_frames]
+
     def melody_condition(self, matrix: np.ndarray, n_frames: int) -> np.ndarray:
-        """(53, T) (JASCO's layout) or (T, 53) salience at the model frame rate -> (n_frames, 53) one-hot."""
+        """(53, T) (JASCO's layout) or (T, 53) salience at the model frame rate -> (n_frames, 53) one-hot.
+
+        A ``jasco`` network takes the matrix as given (AudioCraft feeds it unchanged)."""
         bins = self.config.melody_bins
         if matrix.shape[0] == bins and matrix.shape[1] != bins:
             matrix = matrix.T
         if matrix.shape[1] != bins:
             raise GenerationError(f"melody_salience_matrix: expected {bins} pitch bins, got shape {matrix.shape}")
         out = np.zeros((n_frames, bins), dtype=np.float32)
+        if self.is_jasco:
+            rows = matrix[:n_frames]
+            out[: len(rows)] = rows
+            return out
         rows = one_hot(melody_index(matrix)[:n_frames].astype(np.int64), bins)
         out[: len(rows)] = rows
         return out
@@ -168,6 +226,8 @@ class MusicGenerator:
     # ------------------------------------------------------------------ sampling
     def guided_velocity(self, cond: Conditions):
         """The solver's velocity function: the guidance mix of (all, text-only, none), one forward pass."""
+        if self.is_jasco:
+            return self._jasco_velocity(cond)
         w = guidance_weights(self.params.cfg_coef_all, self.params.cfg_coef_txt)
         given = cond.keep
         text_only = given & keep_mask_from_flags(1, text=True)[0].to(given.device)
@@ -178,7 +238,7 @@ class MusicGenerator:
         start, stop = self.params.guidance_interval
 
         def velocity(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-            if not start <= float(t) <= stop:
+            if not _guided_at(float(t), start, stop):
                 return self.model(x, t.expand(x.shape[0]), cond)
             times = t.expand(x.shape[0] * n)
             out = self.model(x.repeat(n, 1, 1), times, stacked).chunk(n)
@@ -186,9 +246,28 @@ class MusicGenerator:
 
         return velocity
 
+    def _jasco_velocity(self, cond: Conditions):
+        """JASCO's guidance (model/sampling/jasco.py): terms [all, text, none], quirks per the switch."""
+        p = self.params
+        terms = guidance_terms(p.cfg_coef_all, p.cfg_coef_txt, p.audiocraft_quirks)
+        silence = self.silence_drums(cond.chords.shape[1]) if p.audiocraft_quirks and bool(cond.keep_of("drums").any()) else None
+        stacked = guidance_batch(cond, terms, p.audiocraft_quirks, silence)
+        plain = guidance_batch(cond, [("all", 1.0)], p.audiocraft_quirks, silence)
+        start, stop = p.guidance_interval
+        n = len(terms)
+
+        def velocity(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+            times = t.reshape(1)
+            if not _guided_at(float(t), start, stop):
+                return self.model(x, times, plain)
+            out = self.model(x.repeat(n, 1, 1), times, stacked).chunk(n)
+            return sum(w * v for (_, w), v in zip(terms, out))
+
+        return velocity
+
     @torch.no_grad()
     def sample_latents(self, cond: Conditions, n_frames: int, generator: torch.Generator,
-                       progress: bool = False) -> torch.Tensor:
+                       progress: bool = False, noise: torch.Tensor | None = None) -> torch.Tensor:
         """(B, n_frames, D) normalised latents, window by window for long pieces."""
         p = self.params
         window = self.frames_for(p.window_seconds)
@@ -201,6 +280,8 @@ class MusicGenerator:
         for number, start in enumerate(tqdm(starts, desc="windows", disable=not progress or len(starts) == 1)):
             stop = min(start + window, n_frames)
             x0 = torch.randn(batch, stop - start, dim, generator=generator).to(self.device)
+            if noise is not None and number == 0:  # e.g. another implementation's draw, to compare numbers
+                x0 = noise[:, : stop - start].to(self.device, x0.dtype)
             velocity = self.guided_velocity(cond.crop(start, stop))
             if number > 0:
                 known = min(overlap, stop - start)
@@ -212,7 +293,8 @@ class MusicGenerator:
                     v = free(t, x)
                     return torch.cat([pinned, v[:, known:]], dim=1)
 
-            solved = solve(velocity, x0, method=p.solver, steps=p.steps, atol=p.atol, rtol=p.rtol)
+            solved = solve(velocity, x0, method=p.solver, steps=p.steps, atol=p.atol, rtol=p.rtol,
+                           adaptive_t1=p.adaptive_end_time)
             self.last_function_evaluations = solved.function_evaluations
             result[:, start:stop] = solved.x1
         return result
@@ -226,18 +308,33 @@ class MusicGenerator:
 
     def generate_music(self, descriptions: Sequence[str | None], chords: Any = None, drums_wav: Any = None,
                        drums_sample_rate: int | None = None, melody_salience_matrix: Any = None,
-                       progress: bool = False, return_latents: bool = False) -> np.ndarray | tuple[np.ndarray, torch.Tensor]:
+                       progress: bool = False, return_latents: bool = False,
+                       noise: torch.Tensor | None = None) -> np.ndarray | tuple[np.ndarray, torch.Tensor]:
         """Generate ``len(descriptions)`` pieces of ``params.seconds`` with any subset of controls.
 
         chords: ``[(label, start_s), ...]`` for all items, or one such list per item (None = dropped).
         drums_wav: (N,) drum stem for all, or one per item, at ``drums_sample_rate``.
         melody_salience_matrix: (53, T) or (T, 53) at the model frame rate, for all or per item.
+        noise: (B, T, D) starting noise of the first window instead of the seeded draw.
         Returns (B, N) float32 audio at :attr:`sample_rate` (and the latents if asked).
         """
         n_frames = self.frames_for(self.params.seconds)
         cond = self.build_conditions(list(descriptions), n_frames, chords, drums_wav, drums_sample_rate,
                                      melody_salience_matrix)
         generator = torch.Generator().manual_seed(self.params.seed)
-        latents = self.sample_latents(cond, n_frames, generator, progress)
+        latents = self.sample_latents(cond, n_frames, generator, progress, noise=noise)
         audio = self.decode(latents)
         return (audio, latents) if return_latents else audio
+
+
+def _fit_samples(wav: np.ndarray, length: int) -> np.ndarray:
+    """(N,) trimmed or zero-padded to ``length`` samples."""
+    out = np.zeros(length, dtype=np.float32)
+    out[: min(length, len(wav))] = wav[:length]
+    return out
+
+
+def _guided_at(t: float, start: float, stop: float) -> bool:
+    """Whether flow time t gets the guidance mix; an interval reaching 0 or 1 extends past it, since
+    adaptive solvers try stages beyond the end time (torchdiffeq's dopri5 steps over t1 and interpolates)."""
+    return (start <= t <= stop) or (t > 1.0 and stop >= 1.0) or (t < 0.0 and start <= 0.0)

@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,12 +28,14 @@ from tqdm.auto import tqdm
 from model.artifact import CodecSpec, Provenance, RunArtifact, TrainingState, VocabularySpec
 from model.checkpoint import Checkpoint, CheckpointError, load_artifact, load_checkpoint, save_checkpoint
 from model.network.conditioners import Conditions, keep_mask_from_flags, sample_keep_mask
-from model.config import GenerateConfig, ModelConfig, ModelParams, TrainConfig, model_config_from_params
+from model.config import (GenerateConfig, ModelConfig, ModelParams, TrainConfig, model_config_from_params,
+                          resolve_loss_weight)
 from model.training.data import Batch, CropSampler, FeatureSource, Transposition, chord_transposition_table
 from model.device import resolve_device
 from model.training.metadata import load_track_metadata, tracks_of
-from model.network.transformer import FlowTransformer
+from model.network.build import build_network
 from model.flow.path import CondOTPath
+from model.jasco.artifact import release_stats
 from model.network.text import TextEncoder
 from pipeline.atomic import atomic_write_text, remove_stale_temp_files
 from pipeline.reader import StageStore
@@ -41,6 +43,9 @@ from stages.chords.stage import ChordsConfig
 from stages.chords.vocab import Vocabulary
 from stages.latents.config import LatentsConfig
 from stages.latents.stats import NormalisationStats
+
+if TYPE_CHECKING:
+    from model.jasco.release import JascoRelease
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -86,6 +91,29 @@ def _saved_identity(saved: Checkpoint) -> str:
                         saved.artifact.stats.frames, state.world)
 
 
+#: ``--continue-from`` prefix naming a released JASCO folder.
+JASCO_PREFIX = "jasco:"
+#: Codecs whose latents are EnCodec 32 kHz encoder outputs, as JASCO's (the release's own copy, or the hub model).
+JASCO_LATENT_CODECS = ("jasco_encodec", "encodec_32khz")
+
+
+def jasco_release(continue_from: str | None, codec: CodecSpec, cfg: TrainConfig) -> "JascoRelease | None":
+    """The release named by ``jasco:FOLDER`` (None for anything else), checked against the data."""
+    if not continue_from or not continue_from.startswith(JASCO_PREFIX):
+        return None
+    from model.jasco.release import read_release
+
+    release = read_release(continue_from[len(JASCO_PREFIX):])
+    if codec.name not in JASCO_LATENT_CODECS:
+        raise CheckpointError(f"{release.source}: the latents were made with codec {codec.name!r}, but JASCO models "
+                              f"are trained on EnCodec 32 kHz latents: run the latents stage with latents.codec: "
+                              f"jasco_encodec (latents.jasco_encodec.checkpoint: the JASCO folder)")
+    if cfg.normalisation != "global":
+        raise CheckpointError(f"{release.source}: JASCO normalises latents with one global mean/std; "
+                              f"set train.normalisation: global (not {cfg.normalisation!r})")
+    return release
+
+
 def chord_vocabulary(chords_dir: str | Path) -> Vocabulary:
     """The vocabulary the chords stage used (its params name it)."""
     chords = StageStore(chords_dir).config(ChordsConfig)
@@ -114,9 +142,12 @@ class Trainer:
         self.out_dir = Path(paths.out_dir)
         if self.rank == 0 and self.out_dir.is_dir():
             remove_stale_temp_files(self.out_dir)  # left by a run killed while writing a checkpoint
-        self.stats = NormalisationStats.load(paths.stats)
         latents_store = StageStore(paths.latents)
         self.codec = CodecSpec.of(latents_store.config(LatentsConfig))
+        #: A released JASCO model to fine-tune (``--continue-from jasco:FOLDER``); its latent
+        #: normalisation replaces the data's statistics, as the model was trained with it.
+        self.release = jasco_release(continue_from, self.codec, cfg)
+        self.stats = release_stats(self.release, self.codec.name) if self.release else NormalisationStats.load(paths.stats)
         self.vocabulary = chord_vocabulary(paths.chords)
         self.text_encoder = TextEncoder(model_params.text, device=self.device)
         metadata = load_track_metadata(paths.manifest, paths.metadata)
@@ -139,9 +170,11 @@ class Trainer:
                                    transposition=self._transposition())
 
         torch.manual_seed(cfg.seed)  # same initial weights on every rank and every fresh run
-        self.model = FlowTransformer(self.model_config).to(self.device)
-        self.model.temporal.set_chord_labels(self.vocabulary.labels)
+        self.model = build_network(self.model_config).to(self.device)
+        if hasattr(self.model, "temporal"):  # chordflow's network: chord pitch-class templates
+            self.model.temporal.set_chord_labels(self.vocabulary.labels)
         self.path = CondOTPath(self.model_config.sigma_min)
+        self.time_weighted_loss = resolve_loss_weight(cfg.loss_weight, self.model_config.architecture) == "one_plus_t"
         self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate, betas=cfg.betas,
                                            weight_decay=cfg.weight_decay)
@@ -189,7 +222,9 @@ class Trainer:
                 self.resumed_from = str(own)
                 return
             tqdm.write(f"{own}: made with other params; training starts afresh (the old checkpoint is replaced)")
-        if continue_from:
+        if self.release is not None:
+            self._start_from_release()
+        elif continue_from:
             self._start_from_weights(continue_from)
 
     def _resume(self, artifact: RunArtifact, state: TrainingState) -> None:
@@ -206,6 +241,20 @@ class Trainer:
         if artifact.model_config != self.model_config:
             raise CheckpointError(f"{path}: model config differs from model params; cannot fine-tune")
         self.model.load_state_dict(artifact.weights(use_ema=True))
+        self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def _start_from_release(self) -> None:
+        """Fine-tuning a released JASCO model: its weights, EMA from them, fresh optimisation (as AudioCraft)."""
+        release = self.release
+        differences = {f.name: (getattr(release.model_config, f.name), getattr(self.model_config, f.name))
+                       for f in dataclasses.fields(ModelConfig)
+                       if getattr(release.model_config, f.name) != getattr(self.model_config, f.name)}
+        if differences:
+            raise CheckpointError(
+                f"{release.source}: the released model differs from this run's model (field: release, run): "
+                f"{differences}; set model.preset: jasco with its dim/layers/heads, model.melody_embed_dim 0 for a "
+                "chords-drums model, model.text: t5 (T5-base), chords.vocabulary: jasco")
+        self.model.load_state_dict(release.weights)
         self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def artifact(self) -> RunArtifact:
@@ -256,7 +305,7 @@ class Trainer:
         t = torch.rand(x1.shape[0], generator=generator).to(self.device)
         with self._autocast():
             predicted = model(self.path.sample(x0, x1, t), t, self.conditions(batch, keep))
-        return self.path.loss(predicted, x0, x1)
+        return self.path.loss(predicted, x0, x1, t if self.time_weighted_loss else None)
 
     def train_step(self) -> float:
         batch = self.sampler.batch(self.step)

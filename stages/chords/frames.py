@@ -8,6 +8,9 @@ segments (gaps are no chord; what the chords stage stores). Times before the fir
 The stage stores ``timeline_to_frames(timeline, frames_covering(n, sr, fr))`` next to the timeline; the
 sampler calls the same function on the user's list. A training crop that starts at frame ``f``
 equals ``timeline_to_frames(timeline, n, first_frame=f)``, so there is no off-by-one between them.
+
+JASCO's released models read a frame's chord at its *start* ``k/fr`` instead (the last change at or
+before it): ``sample_at="start"`` (:data:`FRAME_SAMPLE_POINTS`), used for the ``jasco`` network.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ CHORD_INDEX_DTYPE = np.int16
 # and goes to the later chord, so that boundaries at k / fr seconds behave exactly.
 
 Segment = tuple[str, float, float]
+#: Where in frame k its chord is read, in frames from k/fr: the centre (chordflow) or the start (JASCO).
+FRAME_SAMPLE_POINTS: dict[str, float] = {"centre": 0.5, "start": 0.0}
 
 
 def as_segments(timeline: Iterable[Any], end_s: float = math.inf) -> list[Segment]:
@@ -69,8 +74,8 @@ def _item(entry: Any) -> tuple[str, float, float | None]:
 
 
 def frame_segments(starts: np.ndarray, ends: np.ndarray, n_frames: int, frame_rate: float = LATENT_FRAME_RATE,
-                   first_frame: int = 0) -> np.ndarray:
-    """Which segment sounds at the centre of each frame.
+                   first_frame: int = 0, sample_at: str = "centre") -> np.ndarray:
+    """Which segment sounds at the centre (or ``sample_at`` the start) of each frame.
 
     Args:
         starts, ends: (S,) segment times in seconds, sorted by start.
@@ -79,7 +84,9 @@ def frame_segments(starts: np.ndarray, ends: np.ndarray, n_frames: int, frame_ra
         (n_frames,) int64 segment index per frame, -1 where no segment covers the centre. Segments
         should not overlap; if they do, the one that started last decides (N once it has ended).
     """
-    centres = np.arange(first_frame, first_frame + n_frames, dtype=np.float64) + 0.5
+    if sample_at not in FRAME_SAMPLE_POINTS:
+        raise ValueError(f"sample_at {sample_at!r}: choose one of {sorted(FRAME_SAMPLE_POINTS)}")
+    centres = np.arange(first_frame, first_frame + n_frames, dtype=np.float64) + FRAME_SAMPLE_POINTS[sample_at]
     if len(starts) == 0:
         return np.full(n_frames, -1, dtype=np.int64)
     # Compare in frame units, with a tolerance, so a boundary at exactly k/fr starts frame k's
@@ -93,7 +100,8 @@ def frame_segments(starts: np.ndarray, ends: np.ndarray, n_frames: int, frame_ra
 
 
 def timeline_to_frames(timeline: Iterable[Any], n_frames: int, vocabulary: Vocabulary,
-                       frame_rate: float = LATENT_FRAME_RATE, first_frame: int = 0) -> np.ndarray:
+                       frame_rate: float = LATENT_FRAME_RATE, first_frame: int = 0,
+                       sample_at: str = "centre") -> np.ndarray:
     """Frame-level chord indices of a timeline (see the module doc for the frame convention).
 
     Args:
@@ -110,7 +118,7 @@ def timeline_to_frames(timeline: Iterable[Any], n_frames: int, vocabulary: Vocab
     starts = np.array([s for _, s, _ in segments], dtype=np.float64)
     ends = np.array([e for _, _, e in segments], dtype=np.float64)
     codes = np.array([vocabulary.encode(label) for label, _, _ in segments] + [NO_CHORD_INDEX], dtype=np.int64)
-    which = frame_segments(starts, ends, n_frames, frame_rate, first_frame)
+    which = frame_segments(starts, ends, n_frames, frame_rate, first_frame, sample_at)
     return codes[which].astype(CHORD_INDEX_DTYPE)  # index -1 picks the trailing N
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 import collections
 import functools
 import hashlib
+import io
 import json
+import pickle
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -68,10 +70,27 @@ class Vocabulary:
         return cls(mapping, name=str(path), slash_fallback=slash_fallback)
 
     @classmethod
+    def from_pickle(cls, path: str | Path, slash_fallback: bool = True) -> "Vocabulary":
+        """A JASCO-style ``chord_to_index_mapping.pkl``, read by an unpickler that builds plain data
+        only: a pickle naming any class or function (which unpickling would run) is refused."""
+        path = Path(path)
+        try:
+            mapping = _PlainUnpickler(io.BytesIO(path.read_bytes())).load()
+        except FileNotFoundError:
+            raise VocabularyError(f"{path}: vocabulary file not found") from None
+        except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+            raise VocabularyError(f"{path}: not a pickled {{label: index}} dict: {exc}") from None
+        if not isinstance(mapping, dict):
+            raise VocabularyError(f"{path}: expected a pickled dict {{label: index}}, got {type(mapping).__name__}")
+        return cls(mapping, name=str(path), slash_fallback=slash_fallback)
+
+    @classmethod
     def load(cls, name_or_path: str, slash_fallback: bool = True) -> "Vocabulary":
-        """``"jasco"`` or a path to a JSON vocabulary."""
+        """``"jasco"``, a path to a JSON vocabulary, or a ``.pkl`` one (plain dict only)."""
         if name_or_path == JASCO_VOCABULARY:
             return cls.jasco(slash_fallback)
+        if Path(name_or_path).suffix.lower() in (".pkl", ".pickle"):
+            return cls.from_pickle(name_or_path, slash_fallback)
         return cls.from_json(name_or_path, slash_fallback)
 
     # ------------------------------------------------------------------ lookup
@@ -131,6 +150,13 @@ class Vocabulary:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, self.to_json())
         return path
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles dicts, strings and numbers (pickle builds those without naming any global)."""
+
+    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle's signature
+        raise pickle.UnpicklingError(f"refused: the file names {module}.{name}; only a plain dict is accepted")
 
 
 def _check_mapping(mapping: Mapping[str, int], name: str) -> None:

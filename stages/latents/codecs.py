@@ -17,6 +17,7 @@ from stages.latents.codec import Codec, CodecError
 CODECS: dict[str, str] = {
     "logspec_griffinlim": "stages.latents.logspec:LogSpecGriffinLim",
     "encodec_32khz": "stages.latents.encodec_hf:Encodec32kHz",
+    "jasco_encodec": "stages.latents.encodec_jasco:JascoEncodec",
     "encodec_24khz": "stages.latents.encodec_meta:Encodec24kHz",
 }
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from stages.latents.constants import DEFAULT_CODEC
 from stages.latents.encodec_hf import Encodec32Config
+from stages.latents.encodec_jasco import JascoEncodecConfig
 from stages.latents.encodec_meta import Encodec24Config
 from stages.latents.logspec import LogSpecConfig
 
@@ -24,6 +25,7 @@ class LatentsConfig:
     # One section per backend; only the chosen one matters (and enters the params hash).
     logspec_griffinlim: LogSpecConfig = dataclasses.field(default_factory=LogSpecConfig)
     encodec_32khz: Encodec32Config = dataclasses.field(default_factory=Encodec32Config)
+    jasco_encodec: JascoEncodecConfig = dataclasses.field(default_factory=JascoEncodecConfig)
     encodec_24khz: Encodec24Config = dataclasses.field(default_factory=Encodec24Config)
 
     def codec_options(self) -> Any:

@@ -48,10 +48,14 @@ class Encodec32kHz(EncodecCodec):
 
     def __init__(self, config: Encodec32Config) -> None:
         super().__init__(config)
-        self.model = load_hf_encodec(config.checkpoint)
+        self.adopt(load_hf_encodec(config.checkpoint), config.checkpoint)
+
+    def adopt(self, model: torch.nn.Module, source: str) -> None:
+        """Use ``model`` (a transformers EncodecModel from ``source``): checks it, takes its sizes."""
+        self.model = model
         settings = self.model.config
         if settings.audio_channels != 1 or settings.normalize:
-            raise CodecError(f"encodec_32khz: {config.checkpoint} is a {settings.audio_channels}-channel model "
+            raise CodecError(f"{self.name}: {source} is a {settings.audio_channels}-channel model "
                              f"with normalize={settings.normalize}; only mono models without input "
                              "normalisation give chunkable continuous latents")
         self.sample_rate = int(settings.sampling_rate)
