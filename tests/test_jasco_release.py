@@ -243,3 +243,25 @@ def test_a_release_generates_longer_than_its_segment_by_windows():
                                               return_latents=True)
     assert latents.shape == (1, 650, 128) and audio.shape == (1, 13 * 32000)
     assert np.isfinite(audio).all()
+
+
+def test_drums_mix_is_separated_with_the_drums_stage_demucs(tmp_path):
+    """``separate_drums`` (on for releases, as JASCO): the mix goes through the drums stage's Demucs
+    separator, then the same drum path as a given stem (tiny random HTDemucs here)."""
+    from jasco_fixture import generator_for
+    from stages.drums.config import DemucsConfig
+    from stages.drums.demucs_separator import DemucsSeparator
+    from stages.drums.demucs_weights import save_to_local_repo
+    from test_drums_demucs import tiny_htdemucs
+
+    fixture = Fixture(require_fixture("tiny_cdm"))
+    save_to_local_repo(tiny_htdemucs(0), tmp_path, "0123abcd", bag="tiny")
+    separator = DemucsSeparator(DemucsConfig(model="tiny", weights_dir=str(tmp_path), device="cpu"))
+    mix = (0.3 * np.random.default_rng(0).standard_normal(44100)).astype(np.float32)
+    separating = generator_for(fixture, solver="euler", steps=1)
+    separating.set_generation_params(separate_drums=True)
+    separating.set_drum_separator(separator)
+    given_stem = generator_for(fixture, solver="euler", steps=1)
+    stem = separator.separate(mix[None], 44100).mean(axis=0)
+    frames = 50
+    assert np.array_equal(separating._drum_condition(mix, 44100, frames), given_stem._drum_condition(stem, 44100, frames))

@@ -185,6 +185,11 @@ class MusicGenerator:
         out[: min(n_frames, len(coarse))] = coarse[:n_frames]
         return out
 
+    def set_drum_separator(self, separator: Any) -> None:
+        """The separator ``separate_drums`` uses (any object with ``separate((C, N), sr) -> (C', N)``;
+        default: the drums stage's Demucs with htdemucs)."""
+        self._separator = separator
+
     def _separate_drums(self, wav: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
         """The drum stem of a mix (N,) with the drums stage's Demucs separator (htdemucs, as JASCO;
         weights from ``$CHORDFLOW_DEMUCS_WEIGHTS`` or the torch hub cache) -> (N,) mono at the same rate."""
