@@ -127,7 +127,9 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 
 def config_hash(config: Any, extra: Mapping[str, Any] | None = None) -> str:
-    """Stable 16-hex-digit hash of a config (and optional extras) used to validate outputs."""
-    payload = {"config": config_to_dict(config), "extra": dict(extra or {})}
+    """Stable 16-hex-digit hash of a config (or of its identity dict) and optional extras, used to
+    validate outputs."""
+    values = config if isinstance(config, Mapping) else config_to_dict(config)
+    payload = {"config": dict(values), "extra": dict(extra or {})}
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -114,6 +114,11 @@ def test_export_round_trip_is_identical(fixture: Fixture, tmp_path):
         assert torch.equal(exported["best_state"][key], value), key
     xp = yaml.safe_load(exported["xp.cfg"])
     assert "emb_lr" not in xp["transformer_lm"] and "two_step_cfg" not in xp["transformer_lm"]
+    from omegaconf import OmegaConf
+
+    built_from = OmegaConf.create(original["xp.cfg"])   # a config AudioCraft's builder accepted
+    assert set(xp["transformer_lm"]) <= set(built_from.transformer_lm)
+    assert set(xp["conditioners"]) == set(built_from.conditioners)
     assert "${" not in exported["xp.cfg"]
     assert torch.load(out / "compression_state_dict.bin", weights_only=True)["pretrained"] == "facebook/encodec_32khz"
     again = read_release(out)

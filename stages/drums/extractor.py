@@ -8,13 +8,12 @@ separator's settings, so stems from different separators never mix in one folder
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any, Sequence
 
 import numpy as np
 
 from pipeline.audio import convert_channels, resample
+from pipeline.config import config_hash
 from pipeline.stage import FeatureExtractor, FeatureSpec, TrackContext
 from stages.drums.config import DrumsConfig
 from stages.drums.onsets import onset_envelope
@@ -45,10 +44,8 @@ class DrumsExtractor(FeatureExtractor):
 
     @property
     def params_hash(self) -> str:
-        # the active separator's settings only (see DrumsConfig.identity), hashed like config_hash
-        payload = {"config": self.config.identity(), "extra": {"stage": self.name, "version": self.version}}
-        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        # the active separator's settings only (see DrumsConfig.identity)
+        return config_hash(self.config.identity(), {"stage": self.name, "version": self.version})
 
     def features(self) -> tuple[FeatureSpec, ...]:
         return (

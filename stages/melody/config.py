@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Any, Literal
 
-from pipeline.config import ConfigError
+from pipeline.config import ConfigError, config_to_dict
 from pipeline.constants import LATENT_FRAME_RATE
 from pipeline.stage import DEFAULT_NUMERIC_THREADS
 from stages.melody.constants import (
+    FRAME_RATE_RULES,
     JASCO_SALIENCE_THRESHOLD,
     MODEL_NAMES,
     SINGLE_F0_THRESHOLD,
@@ -43,6 +44,10 @@ class MelodyConfig:
     threshold: float = JASCO_SALIENCE_THRESHOLD
     #: Frame rate of the stored condition (the latent frame rate).
     frame_rate: float = LATENT_FRAME_RATE
+    #: How the 86.13 fps salience becomes ``frame_rate``: ``exact`` (from 22050 / 256 fps, no drift)
+    #: or ``jasco86`` (JASCO's loader: rate rounded to 86, its length rule, zero padding; what the
+    #: released models were trained on). See :mod:`stages.melody.jasco`.
+    frame_rate_rule: Literal["exact", "jasco86"] = "exact"
 
     def __post_init__(self) -> None:
         problems = []
@@ -63,8 +68,18 @@ class MelodyConfig:
                             "chunk edges would change the salience")
         if not 0.0 < self.threshold < 1.0 or self.frame_rate <= 0:
             problems.append("threshold must be in (0, 1) and frame_rate > 0")
+        if self.frame_rate_rule not in FRAME_RATE_RULES:
+            problems.append(f"frame_rate_rule {self.frame_rate_rule!r} is not one of {', '.join(FRAME_RATE_RULES)}")
         if problems:
             raise ConfigError(f"melody: {'; '.join(problems)}")
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that decide the output, for the params hash: ``frame_rate_rule`` only when it
+        is not the default ``exact`` (added later; shards made before it keep their hash)."""
+        values = config_to_dict(self)
+        if values["frame_rate_rule"] == "exact":
+            del values["frame_rate_rule"]
+        return values
 
 
 @dataclasses.dataclass(frozen=True)

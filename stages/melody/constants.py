@@ -89,8 +89,15 @@ JASCO_FIRST_GROUP_BIN: int = JASCO_LOWEST_BIN - BINS_PER_SEMITONE // 2
 JASCO_SALIENCE_THRESHOLD: float = 0.5
 #: Stored melody index of a frame with no salience left above the threshold.
 UNVOICED_INDEX: int = -1
+#: The salience frame rate as JASCO's loader uses it: truncated to an integer, 86 fps (the only
+#: home of this number; the ``jasco86`` frame-rate rule, :func:`stages.melody.jasco.resample_jasco86`).
+JASCO_LOADER_FRAME_RATE: int = int(SAMPLE_RATE / HOP_LENGTH)
+#: ``melody.frame_rate_rule`` values: ``exact`` resamples from 22050 / 256 fps (no drift), ``jasco86``
+#: reproduces JASCO's loader (rate 86, its output length, zero padding), as the released models saw.
+FRAME_RATE_RULES: tuple[str, ...] = ("exact", "jasco86")
 
 assert JASCO_FIRST_GROUP_BIN + JASCO_N_SEMITONES * BINS_PER_SEMITONE <= N_BINS
+assert JASCO_LOADER_FRAME_RATE == 86
 assert math.isclose(FMIN, 440.0 * 2 ** ((FMIN_MIDI - 69) / 12), rel_tol=2e-4)
 
 # ----------------------------------------------------------------------------- melody f0 (eval)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.config import config_hash
 from pipeline.stage import FeatureExtractor, FeatureSpec, pinned
 from stages.melody.config import MelodyConfig
 from stages.melody.constants import JASCO_N_SEMITONES, SAMPLE_RATE
@@ -30,6 +31,10 @@ class MelodyExtractor(FeatureExtractor):
     # 2: the salience is computed at melody.threads in every process (was: all cores in serial runs)
     version = "2"
     config_class = MelodyConfig
+
+    @property
+    def params_hash(self) -> str:
+        return config_hash(self.config.identity(), {"stage": self.name, "version": self.version})
 
     def __init__(self, config: MelodyConfig) -> None:
         super().__init__(config)
@@ -78,7 +83,8 @@ class MelodyExtractor(FeatureExtractor):
         from stages.melody.jasco import jasco_melody
 
         semitones, index = jasco_melody(self.salience(samples, sr), samples.shape[-1], sr,
-                                        self.config.frame_rate, self.config.threshold)
+                                        self.config.frame_rate, self.config.threshold,
+                                        self.config.frame_rate_rule)
         return {
             "semitone_salience": semitones.astype(np.float16),
             "melody_index": index,
