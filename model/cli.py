@@ -147,7 +147,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     try:
         params = read_params_if_present(args.params)
-        references = ReferenceConfigs.from_params(params)  # drums / melody sections, parsed once here
+        references = ReferenceConfigs.from_params(params)  # drums / melody / chords sections, parsed once here
         overrides = {key: _scalar(value) for key, value in (item.split("=", 1) for item in args.set)}
         generator = load_generator(args.checkpoint, params.get("generate"), overrides, t5=args.t5,
                                    chord_map=args.chord_map)

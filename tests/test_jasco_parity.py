@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from jasco_fixture import (SEGMENT_FRAMES, VARIANTS, Fixture, StepRecorder, generator_for,
+from jasco_fixture import (EULER_CASES, SEGMENT_FRAMES, VARIANTS, Fixture, StepRecorder, generator_for,
                            require_fixture, use_reference_drum_tensors)
 from model.jasco.release import load_network, read_release
 from model.sampling.jasco import guidance_batch, guidance_terms
@@ -44,6 +44,14 @@ def stacked_conditions(generator, fixture: Fixture, case: str):
     return cond, terms, guidance_batch(cond, terms, True, silence)
 
 
+def case_generator(fixture: Fixture, case: str):
+    """The fixture's generator with the case's guidance weights and 4 Euler steps (skip absent cases)."""
+    if case not in fixture.cases():
+        pytest.skip(f"{fixture.folder.name} has no case {case}")
+    cfg_all, cfg_txt = fixture.cfg(case)
+    return generator_for(fixture, solver="euler", steps=4, cfg_coef_all=cfg_all, cfg_coef_txt=cfg_txt)
+
+
 def test_direct_velocity_matches_within_1e5(fixture: Fixture):
     """The network alone, on AudioCraft's own condition tensors: bit-level agreement expected."""
     model = load_network(read_release(fixture.folder))
@@ -58,13 +66,9 @@ def test_direct_velocity_matches_within_1e5(fixture: Fixture):
     assert max_abs(guided, fixture.tensor("velocity/v_cfg")) <= 1e-5
 
 
-@pytest.mark.parametrize("case", ["api_full_euler", "api_full_default_cfg_euler", "api_text_only_euler",
-                                  "api_melody_no_chords_euler"])
+@pytest.mark.parametrize("case", EULER_CASES)
 def test_condition_tensors_equal(fixture: Fixture, case: str):
-    if case not in fixture.cases():
-        pytest.skip(f"{fixture.folder.name} has no case {case}")
-    cfg_all, cfg_txt = fixture.cfg(case)
-    generator = generator_for(fixture, solver="euler", steps=4, cfg_coef_all=cfg_all, cfg_coef_txt=cfg_txt)
+    generator = case_generator(fixture, case)
     cond, terms, stacked = stacked_conditions(generator, fixture, case)
     assert [name for name, _ in terms] == [t.replace("CFGTerm", "").lower().replace("null", "none")
                                            for t in fixture.meta["cases"][case]["cfg_terms"]]
@@ -81,13 +85,9 @@ def test_condition_tensors_equal(fixture: Fixture, case: str):
         assert (cond.chords[0].numpy() == fixture.ref["inputs/frame_chords"]).all()
 
 
-@pytest.mark.parametrize("case", ["api_full_euler", "api_full_default_cfg_euler", "api_text_only_euler",
-                                  "api_melody_no_chords_euler"])
+@pytest.mark.parametrize("case", EULER_CASES)
 def test_euler_generation_matches_step_by_step(fixture: Fixture, case: str):
-    if case not in fixture.cases():
-        pytest.skip(f"{fixture.folder.name} has no case {case}")
-    cfg_all, cfg_txt = fixture.cfg(case)
-    generator = generator_for(fixture, solver="euler", steps=4, cfg_coef_all=cfg_all, cfg_coef_txt=cfg_txt)
+    generator = case_generator(fixture, case)
     use_reference_drum_tensors(generator, fixture, case)
     recorder = StepRecorder(generator)
     audio, latents = generator.generate_music(**fixture.controls(case), return_latents=True,

@@ -33,8 +33,11 @@ from model.artifact import RunArtifact
 from model.checkpoint import load_artifact
 from model.config import GenerateConfig
 from model.sampling.sample import MusicGenerator
+from music.bars import BarsError, chords_timeline
 from pipeline.atomic import atomic_path, atomic_write_text
 from pipeline.config import load_config, load_section
+from music.conditions import TEMPORAL_CONDITIONS
+from stages.chords.stage import ChordsConfig
 from stages.drums.config import DrumsConfig
 from stages.melody.config import MelodyConfig
 
@@ -57,6 +60,9 @@ class Prompt:
     drums_path: Path | None = None
     melody_path: Path | None = None
     seed: int | None = None
+    #: A song whose chords / drums / melody (the ``use`` subset) the stages extract as controls.
+    controls_from: Path | None = None
+    use: tuple[str, ...] = TEMPORAL_CONDITIONS
     controls: dict[str, Any] = field(default_factory=dict)
 
 
@@ -91,12 +97,49 @@ class ReferenceConfigs:
 
     drums: DrumsConfig = field(default_factory=DrumsConfig)
     melody: MelodyConfig = field(default_factory=MelodyConfig)
+    chords: ChordsConfig = field(default_factory=ChordsConfig)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "ReferenceConfigs":
-        """Parse the params sections ``drums`` and ``melody`` (strictly, once, at the command's edge)."""
+        """Parse the params sections ``drums``, ``melody`` and ``chords`` (strictly, once, at the edge)."""
         return cls(drums=load_section(DrumsConfig, "drums", params),
-                   melody=load_section(MelodyConfig, "melody", params))
+                   melody=load_section(MelodyConfig, "melody", params),
+                   chords=load_section(ChordsConfig, "chords", params))
+
+
+#: Prompt keys of chords written by bars or beats (music/bars.py).
+BAR_KEYS = ("bpm", "meter", "pickup", "offset")
+
+
+def prompt_chords(row: Mapping[str, Any]) -> list | None:
+    """A prompt's chords as a (label, start) timeline: a list as given, or a bars/beats string
+    (``"C | G | Am F"`` with ``bpm``, ``meter``, ``pickup``, ``offset``) converted once here."""
+    chords = row.get("chords")
+    if not isinstance(chords, str):
+        if any(key in row for key in BAR_KEYS):
+            raise PromptError(f"{', '.join(k for k in BAR_KEYS if k in row)} apply to chords written as a bars string")
+        return chords
+    if "bpm" not in row:
+        raise PromptError("chords written by bars or beats need a 'bpm'")
+    try:
+        return [list(item) for item in chords_timeline(chords, bpm=row["bpm"], meter=row.get("meter", "4/4"),
+                                                       pickup=row.get("pickup", 0.0), offset=row.get("offset", 0.0))]
+    except BarsError as exc:
+        raise PromptError(f"chords {chords!r}: {exc}") from None
+
+
+def _use(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """Which controls ``controls_from`` provides (default all); each may come from one place only."""
+    if "use" in row and "controls_from" not in row:
+        raise PromptError("'use' applies to 'controls_from'")
+    use = row.get("use", list(TEMPORAL_CONDITIONS))
+    if isinstance(use, str) or not isinstance(use, list) or not use or set(use) - set(TEMPORAL_CONDITIONS):
+        raise PromptError(f"use {use!r}: a non-empty list of {list(TEMPORAL_CONDITIONS)}")
+    if "controls_from" in row:
+        twice = [name for name in use if row.get(name) is not None]
+        if twice:
+            raise PromptError(f"{twice} given both directly and through controls_from; drop one of them")
+    return tuple(name for name in TEMPORAL_CONDITIONS if name in use)
 
 
 def read_prompts(path: str | Path, default_duration: float) -> tuple[list[Prompt], list[dict[str, str]]]:
@@ -113,7 +156,7 @@ def read_prompts(path: str | Path, default_duration: float) -> tuple[list[Prompt
             if not isinstance(row, dict):
                 raise PromptError("not a JSON object")
             unknown = set(row) - {"id", "description", "chords", "score_chords", "drums", "melody", "duration",
-                                  "group", "seed"}
+                                  "group", "seed", "controls_from", "use", *BAR_KEYS}
             if unknown:
                 raise PromptError(f"unknown key(s) {sorted(unknown)}")
             pid = str(row.get("id") or f"prompt_{number:04d}")
@@ -127,9 +170,10 @@ def read_prompts(path: str | Path, default_duration: float) -> tuple[list[Prompt
                 raise PromptError(f"duration {duration} s is out of range")
             resolve = lambda key: (base / row[key]) if row.get(key) else None
             prompt = Prompt(id=pid, description=row.get("description") or None, duration=duration,
-                            group=row.get("group"), chords=row.get("chords"), score_chords=row.get("score_chords"),
-                            drums_path=resolve("drums"), melody_path=resolve("melody"), seed=seed)
-            for p in (prompt.drums_path, prompt.melody_path):
+                            group=row.get("group"), chords=prompt_chords(row), score_chords=row.get("score_chords"),
+                            drums_path=resolve("drums"), melody_path=resolve("melody"), seed=seed,
+                            controls_from=resolve("controls_from"), use=_use(row))
+            for p in (prompt.drums_path, prompt.melody_path, prompt.controls_from):
                 if p is not None and not p.is_file():
                     raise PromptError(f"file {p} not found")
         except (ValueError, TypeError) as exc:
@@ -148,6 +192,9 @@ class ControlLoader:
         self.frame_rate = model_frame_rate
         self._separator = None
         self._melody = None
+        self._chords = None
+        #: MIDI melody file -> what reading it did (notes, folded into G2..B6), for the report.
+        self.melody_reports: dict[str, dict[str, float | int]] = {}
 
     def drums(self, path: Path) -> tuple[np.ndarray, int]:
         """Reference audio -> (N,) drum stem and its rate (drums stage separator)."""
@@ -163,10 +210,45 @@ class ControlLoader:
         stem = self._separator.separate(samples, rate)
         return stem.mean(axis=0).astype(np.float32), rate
 
+    def chords(self, path: Path) -> list[list]:
+        """Reference audio -> its ``[[label, start], ...]`` changes, exactly as the chords stage finds them."""
+        from pipeline.audio import load_audio
+        from stages.chords.stage import ChordsExtractor
+
+        if self._chords is None:
+            self._chords = ChordsExtractor(self.references.chords)
+        stage = self._chords
+        samples, rate = load_audio(path, sample_rate=stage.config.sample_rate, channels=1)
+        return [[label, start] for label, start, _ in stage.segments(samples, rate)]
+
+    def song(self, path: Path, use: tuple[str, ...]) -> dict[str, Any]:
+        """The ``use`` controls of one song: chords timeline, drum stem, melody matrix (by condition name)."""
+        readers = {"chords": self.chords, "drums": self.drums, "melody": self.melody}
+        return {name: readers[name](path) for name in use}
+
     def melody(self, path: Path) -> np.ndarray:
-        """A matrix file or reference audio -> (T, 53) melody matrix at the model frame rate."""
-        if path.suffix == ".npy":
-            return np.load(path).astype(np.float32)
+        """A melody file -> (T, 53) (or JASCO's (53, T)) melody matrix at the model frame rate.
+
+        ``.mid``/``.midi``: the file's highest-note line (stages/melody/midi.py; what was folded into
+        range is kept in :attr:`melody_reports`); ``.npy`` / ``.th``: a matrix JASCO users already
+        have (``.th`` read with ``torch.load(weights_only=True)``); anything else: reference audio
+        through the melody stage."""
+        suffix = path.suffix.lower()
+        if suffix in (".mid", ".midi"):
+            from stages.melody.midi import midi_melody
+
+            melody = midi_melody(path, self.frame_rate)
+            self.melody_reports[str(path)] = melody.report()
+            return melody.matrix()
+        if suffix == ".npy":
+            return np.load(path, allow_pickle=False).astype(np.float32)
+        if suffix == ".th":
+            from model.plain_file import read_plain_file
+
+            matrix = read_plain_file(path)
+            if not isinstance(matrix, torch.Tensor) or matrix.dim() != 2:
+                raise ValueError(f"{path}: expected one 2-D tensor (T, 53) or (53, T), got {type(matrix).__name__}")
+            return matrix.float().numpy()
         from pipeline.audio import load_audio
         from stages.melody.extractor import MelodyExtractor
         from stages.melody.jasco import one_hot
@@ -209,10 +291,17 @@ def generate_batch_file(generator: MusicGenerator, prompts_path: str | Path, out
     clips = []
     for prompt in tqdm(prompts, desc="load controls", disable=not progress):
         try:
+            if prompt.controls_from is not None:
+                song = loader.song(prompt.controls_from, prompt.use)
+                if "chords" in song:
+                    prompt.chords = song.pop("chords")
+                prompt.controls.update(song)
             if prompt.drums_path is not None:
                 prompt.controls["drums"] = loader.drums(prompt.drums_path)
             if prompt.melody_path is not None:
                 prompt.controls["melody"] = loader.melody(prompt.melody_path)
+                if str(prompt.melody_path) in loader.melody_reports:
+                    prompt.controls["melody_source"] = loader.melody_reports[str(prompt.melody_path)]
         except Exception as exc:  # a bad reference file rejects its prompt, not the run
             rejects.append({"where": prompt.id, "reason": f"{type(exc).__name__}: {exc}"})
             prompt.controls["failed"] = True
@@ -265,9 +354,12 @@ def _write_clip(out_dir: Path, prompt: Prompt, wav: np.ndarray, generator: Music
     return {
         "id": prompt.id, "wav": os.path.relpath(clip_path, out_dir), "duration_s": len(wav) / generator.sample_rate,
         "description": prompt.description, "group": prompt.group or "default",
-        "conditions": {"chords": prompt.chords is not None, "drums": prompt.drums_path is not None,
-                       "melody": prompt.melody_path is not None, "text": bool(prompt.description)},
+        "conditions": {"chords": prompt.chords is not None, "drums": "drums" in prompt.controls,
+                       "melody": "melody" in prompt.controls, "text": bool(prompt.description)},
         "chords": prompt.chords if prompt.chords is not None else prompt.score_chords,
         "melody": melody_rel, "melody_frame_rate": generator.config.frame_rate,
-        "drums": os.path.relpath(prompt.drums_path, out_dir) if prompt.drums_path else None,
+        "melody_source": prompt.controls.get("melody_source"),
+        "drums": os.path.relpath(prompt.drums_path or prompt.controls_from, out_dir)
+        if "drums" in prompt.controls else None,
+        "controls_from": os.path.relpath(prompt.controls_from, out_dir) if prompt.controls_from else None,
     }
