@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from model.sampling.generate import ControlLoader, ReferenceConfigs, read_prompts
+from model.sampling.generate import ControlLoader, ReferenceConfigs
+from model.sampling.prompts import read_prompts
 from model_helpers import SAMPLE_RATE, track_audio
 from pipeline.audio import load_audio
 from pipeline.stage import create_stage

@@ -46,7 +46,7 @@ def test_malformed_chord_text_names_the_token_and_where(text, kwargs, message):
 
 
 def test_prompts_take_chords_by_bars_and_reject_bad_lines_by_name(tmp_path):
-    from model.sampling.generate import read_prompts
+    from model.sampling.prompts import read_prompts
 
     lines = [
         {"id": "ok", "description": "waltz", "chords": "C | G7 | C", "bpm": 90, "meter": "3/4"},

@@ -7,7 +7,9 @@ One JSON object per line (paths relative to the prompts file's folder):
 Every key but ``description`` is optional; ``drums`` is reference audio whose drum part the
 project's drums stage separates and the model's codec encodes; ``melody`` is audio (run through
 the melody stage) or a (T, 53) / (53, T) matrix at the model frame rate. ``score_chords`` is the
-progression an evaluation scores against when ``chords`` is withheld (held-out tests).
+progression an evaluation scores against when ``chords`` is withheld (held-out tests). Chords by
+bars, MIDI melodies, ``controls_from`` a song and editing a user's ``audio`` (``continue_after``,
+``regenerate``): model/sampling/prompts.py.
 Settings: the checkpoint's recommended ones (the ``generate`` params it was trained with), then the
 given params ``generate`` section, then ``--set`` overrides (:func:`generation_settings`).
 Writes ``DIR/clips/<id>.wav`` (loudness-normalised) and ``DIR/report.json`` (the format that
@@ -19,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -32,38 +33,16 @@ from tqdm.auto import tqdm
 from model.artifact import RunArtifact
 from model.checkpoint import load_artifact
 from model.config import GenerateConfig
+from model.sampling.prompts import Prompt, read_prompts
 from model.sampling.sample import MusicGenerator
-from music.bars import BarsError, chords_timeline
 from pipeline.atomic import atomic_path, atomic_write_text
 from pipeline.config import load_config, load_section
-from music.conditions import TEMPORAL_CONDITIONS
 from stages.chords.stage import ChordsConfig
 from stages.drums.config import DrumsConfig
 from stages.melody.config import MelodyConfig
 
 REPORT_FORMAT = "chordflow.generation/1"
 PEAK_LIMIT = 0.99
-
-
-class PromptError(ValueError):
-    """A prompt line that cannot be turned into controls."""
-
-
-@dataclass
-class Prompt:
-    id: str
-    description: str | None
-    duration: float
-    group: str | None = None
-    chords: list | None = None
-    score_chords: list | None = None
-    drums_path: Path | None = None
-    melody_path: Path | None = None
-    seed: int | None = None
-    #: A song whose chords / drums / melody (the ``use`` subset) the stages extract as controls.
-    controls_from: Path | None = None
-    use: tuple[str, ...] = TEMPORAL_CONDITIONS
-    controls: dict[str, Any] = field(default_factory=dict)
 
 
 def generation_settings(artifact: RunArtifact, section: Mapping[str, Any] | None = None,
@@ -107,83 +86,6 @@ class ReferenceConfigs:
                    chords=load_section(ChordsConfig, "chords", params))
 
 
-#: Prompt keys of chords written by bars or beats (music/bars.py).
-BAR_KEYS = ("bpm", "meter", "pickup", "offset")
-
-
-def prompt_chords(row: Mapping[str, Any]) -> list | None:
-    """A prompt's chords as a (label, start) timeline: a list as given, or a bars/beats string
-    (``"C | G | Am F"`` with ``bpm``, ``meter``, ``pickup``, ``offset``) converted once here."""
-    chords = row.get("chords")
-    if not isinstance(chords, str):
-        if any(key in row for key in BAR_KEYS):
-            raise PromptError(f"{', '.join(k for k in BAR_KEYS if k in row)} apply to chords written as a bars string")
-        return chords
-    if "bpm" not in row:
-        raise PromptError("chords written by bars or beats need a 'bpm'")
-    try:
-        return [list(item) for item in chords_timeline(chords, bpm=row["bpm"], meter=row.get("meter", "4/4"),
-                                                       pickup=row.get("pickup", 0.0), offset=row.get("offset", 0.0))]
-    except BarsError as exc:
-        raise PromptError(f"chords {chords!r}: {exc}") from None
-
-
-def _use(row: Mapping[str, Any]) -> tuple[str, ...]:
-    """Which controls ``controls_from`` provides (default all); each may come from one place only."""
-    if "use" in row and "controls_from" not in row:
-        raise PromptError("'use' applies to 'controls_from'")
-    use = row.get("use", list(TEMPORAL_CONDITIONS))
-    if isinstance(use, str) or not isinstance(use, list) or not use or set(use) - set(TEMPORAL_CONDITIONS):
-        raise PromptError(f"use {use!r}: a non-empty list of {list(TEMPORAL_CONDITIONS)}")
-    if "controls_from" in row:
-        twice = [name for name in use if row.get(name) is not None]
-        if twice:
-            raise PromptError(f"{twice} given both directly and through controls_from; drop one of them")
-    return tuple(name for name in TEMPORAL_CONDITIONS if name in use)
-
-
-def read_prompts(path: str | Path, default_duration: float) -> tuple[list[Prompt], list[dict[str, str]]]:
-    """Parse the JSONL; returns (prompts, rejects) where a reject names the line and the reason."""
-    path = Path(path)
-    base = path.parent
-    prompts, rejects, seen = [], [], set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict):
-                raise PromptError("not a JSON object")
-            unknown = set(row) - {"id", "description", "chords", "score_chords", "drums", "melody", "duration",
-                                  "group", "seed", "controls_from", "use", *BAR_KEYS}
-            if unknown:
-                raise PromptError(f"unknown key(s) {sorted(unknown)}")
-            pid = str(row.get("id") or f"prompt_{number:04d}")
-            if not re.fullmatch(r"[\w.-]+", pid) or pid in seen:
-                raise PromptError(f"id {pid!r} is not a unique file-safe name")
-            seed = row.get("seed")
-            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-                raise PromptError(f"seed {seed!r} is not a non-negative integer")
-            duration = float(row.get("duration") or default_duration)
-            if not 0 < duration <= 3600:
-                raise PromptError(f"duration {duration} s is out of range")
-            resolve = lambda key: (base / row[key]) if row.get(key) else None
-            prompt = Prompt(id=pid, description=row.get("description") or None, duration=duration,
-                            group=row.get("group"), chords=prompt_chords(row), score_chords=row.get("score_chords"),
-                            drums_path=resolve("drums"), melody_path=resolve("melody"), seed=seed,
-                            controls_from=resolve("controls_from"), use=_use(row))
-            for p in (prompt.drums_path, prompt.melody_path, prompt.controls_from):
-                if p is not None and not p.is_file():
-                    raise PromptError(f"file {p} not found")
-        except (ValueError, TypeError) as exc:
-            rejects.append({"where": where, "reason": str(exc)})
-            continue
-        seen.add(pid)
-        prompts.append(prompt)
-    return prompts, rejects
-
-
 class ControlLoader:
     """Turns reference files into controls with the project's own stages (built lazily)."""
 
@@ -220,6 +122,13 @@ class ControlLoader:
         stage = self._chords
         samples, rate = load_audio(path, sample_rate=stage.config.sample_rate, channels=1)
         return [[label, start] for label, start, _ in stage.segments(samples, rate)]
+
+    def clip(self, path: Path, sample_rate: int) -> np.ndarray:
+        """A user's clip to edit -> (N,) mono at ``sample_rate`` (the model's codec rate)."""
+        from pipeline.audio import load_audio
+
+        samples, _ = load_audio(path, sample_rate=sample_rate, channels=1)
+        return samples[0]
 
     def song(self, path: Path, use: tuple[str, ...]) -> dict[str, Any]:
         """The ``use`` controls of one song: chords timeline, drum stem, melody matrix (by condition name)."""
@@ -296,6 +205,8 @@ def generate_batch_file(generator: MusicGenerator, prompts_path: str | Path, out
                 if "chords" in song:
                     prompt.chords = song.pop("chords")
                 prompt.controls.update(song)
+            if prompt.audio_path is not None:
+                prompt.controls["audio"] = loader.clip(prompt.audio_path, generator.sample_rate)
             if prompt.drums_path is not None:
                 prompt.controls["drums"] = loader.drums(prompt.drums_path)
             if prompt.melody_path is not None:
@@ -310,11 +221,17 @@ def generate_batch_file(generator: MusicGenerator, prompts_path: str | Path, out
     for duration, seed, batch in _batches(todo, cfg.batch_size, cfg.seed):
         # the loader separated the drum references already (drums stage settings)
         generator.set_generation_params(duration=duration, seed=seed, separate_drums=False)
-        audio = generator.generate_music(
-            [p.description for p in batch], chords=[p.chords for p in batch],
-            drums_wav=[p.controls["drums"][0] if "drums" in p.controls else None for p in batch],
-            drums_sample_rate=next((p.controls["drums"][1] for p in batch if "drums" in p.controls), None),
-            melody_salience_matrix=[p.controls.get("melody") for p in batch])
+        edit = _batch_edit(batch, generator.sample_rate)
+        try:
+            audio = generator.generate_music(
+                [p.description for p in batch], chords=[p.chords for p in batch],
+                drums_wav=[p.controls["drums"][0] if "drums" in p.controls else None for p in batch],
+                drums_sample_rate=next((p.controls["drums"][1] for p in batch if "drums" in p.controls), None),
+                melody_salience_matrix=[p.controls.get("melody") for p in batch], **edit)
+        except ValueError as exc:   # e.g. an edit that does not fit its clip: that batch only
+            rejects.extend({"where": p.id, "reason": str(exc)} for p in batch)
+            bar.update(len(batch))
+            continue
         for prompt, wav in zip(batch, audio):
             clips.append(_write_clip(out_dir, prompt, wav, generator, cfg.loudness_lufs))
         bar.update(len(batch))
@@ -327,17 +244,38 @@ def generate_batch_file(generator: MusicGenerator, prompts_path: str | Path, out
     return report
 
 
+def _batch_edit(batch: list[Prompt], sample_rate: int) -> dict[str, Any]:
+    """generate_music's editing arguments for a batch (an editing prompt is always generated alone)."""
+    prompt = batch[0]
+    if prompt.audio_path is None:
+        return {}
+    return {"audio": prompt.controls["audio"], "audio_sample_rate": sample_rate,
+            "continue_after": prompt.continue_after, "regenerate": prompt.regenerate}
+
+
 def _batches(prompts: list[Prompt], batch_size: int, seed: int) -> list[tuple[float, int, list[Prompt]]]:
     """(duration, seed, prompts) of each generation call: prompts of one duration in batches of
     ``batch_size`` seeded ``seed + first index``; a prompt with its own ``seed`` alone, with that seed
     (so its noise depends on nothing else in the file)."""
     by_duration: dict[float, list[Prompt]] = {}
     for prompt in prompts:
-        if prompt.seed is None:
+        if prompt.seed is None and prompt.audio_path is None:
             by_duration.setdefault(prompt.duration, []).append(prompt)
     calls = [(duration, seed + first, items[first: first + batch_size])
              for duration, items in sorted(by_duration.items()) for first in range(0, len(items), batch_size)]
-    return calls + [(p.duration, p.seed, [p]) for p in prompts if p.seed is not None]
+    alone = [p for p in prompts if p.seed is not None or p.audio_path is not None]
+    return calls + [(p.duration, p.seed if p.seed is not None else seed, [p]) for p in alone]
+
+
+def _edit_report(prompt: Prompt, wav: np.ndarray, sample_rate: int) -> dict[str, Any] | None:
+    """What was kept of the user's clip and how its seams measure (model/evaluation/seams.py)."""
+    if prompt.audio_path is None:
+        return None
+    from model.evaluation.seams import edit_seams, seam_flux_ratio
+
+    seams = edit_seams(prompt.continue_after, prompt.regenerate, prompt.duration)
+    return {"audio": str(prompt.audio_path), "continue_after": prompt.continue_after,
+            "regenerate": prompt.regenerate, "seams": seam_flux_ratio(wav, sample_rate, seams)}
 
 
 def _write_clip(out_dir: Path, prompt: Prompt, wav: np.ndarray, generator: MusicGenerator,
@@ -362,4 +300,5 @@ def _write_clip(out_dir: Path, prompt: Prompt, wav: np.ndarray, generator: Music
         "drums": os.path.relpath(prompt.drums_path or prompt.controls_from, out_dir)
         if "drums" in prompt.controls else None,
         "controls_from": os.path.relpath(prompt.controls_from, out_dir) if prompt.controls_from else None,
+        "edit": _edit_report(prompt, wav, generator.sample_rate),
     }

@@ -29,6 +29,7 @@ from model.device import resolve_device
 from model.flow.path import CondOTPath
 from model.flow.solver import solve
 from model.network.text import TextEncoder
+from model.sampling.editing import Edit, free_frames, kept_latents, pinned_velocity
 from model.sampling.jasco import guidance_batch, guidance_terms
 from music.conditions import CONDITION_NAMES
 from music.frames import frames_for_seconds
@@ -272,8 +273,12 @@ class MusicGenerator:
 
     @torch.no_grad()
     def sample_latents(self, cond: Conditions, n_frames: int, generator: torch.Generator,
-                       progress: bool = False, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, n_frames, D) normalised latents, window by window for long pieces."""
+                       progress: bool = False, noise: torch.Tensor | None = None,
+                       edit: Edit | None = None) -> torch.Tensor:
+        """(B, n_frames, D) normalised latents, window by window for long pieces.
+
+        ``edit``: latents to keep (a user's audio): those frames are pinned to their straight path
+        while solving, so the model sees them as context, and come back exactly as given."""
         p = self.params
         window = self.frames_for(p.window_seconds)
         overlap = min(self.frames_for(p.overlap_seconds), window - 1)
@@ -288,21 +293,45 @@ class MusicGenerator:
             if noise is not None and number == 0:  # e.g. another implementation's draw, to compare numbers
                 x0 = noise[:, : stop - start].to(self.device, x0.dtype)
             velocity = self.guided_velocity(cond.crop(start, stop))
-            if number > 0:
+            pin = torch.zeros(batch, stop - start, dtype=torch.bool, device=self.device)
+            target = torch.zeros_like(x0)
+            if number > 0:  # the previous window's end is this window's context
                 known = min(overlap, stop - start)
-                x1_known = result[:, start: start + known]
-                pinned = self.path.target_velocity(x0[:, :known], x1_known)
-                free = velocity
-
-                def velocity(t: torch.Tensor, x: torch.Tensor, free=free, pinned=pinned, known=known) -> torch.Tensor:
-                    v = free(t, x)
-                    return torch.cat([pinned, v[:, known:]], dim=1)
-
+                pin[:, :known] = True
+                target[:, :known] = result[:, start: start + known]
+            kept = None
+            if edit is not None:
+                kept = edit.mask[:, start:stop].to(self.device)
+                pin |= kept
+                target = torch.where(kept[..., None], edit.latents[:, start:stop].to(self.device), target)
+            if bool(pin.any()):
+                velocity = pinned_velocity(velocity, pin, self.path.target_velocity(x0, target))
             solved = solve(velocity, x0, method=p.solver, steps=p.steps, atol=p.atol, rtol=p.rtol,
                            adaptive_t1=p.adaptive_end_time)
             self.last_function_evaluations = solved.function_evaluations
-            result[:, start:stop] = solved.x1
+            out = solved.x1
+            if kept is not None:  # the user's frames exactly (the path ends sigma_min short of them)
+                out = torch.where(kept[..., None], edit.latents[:, start:stop].to(self.device), out)
+            result[:, start:stop] = out
         return result
+
+    def edit_of(self, audio: Any, sample_rate: int | None, n_frames: int, batch: int,
+                continue_after: float | None = None, regenerate: Sequence[Sequence[float]] | None = None) -> Edit:
+        """A user's clip (N,) (one for all, or one per item) -> the latents and frames to keep
+        (model/sampling/editing.py: continuation or in/outpainting)."""
+        if sample_rate is None:
+            raise GenerationError("audio needs audio_sample_rate")
+        clips = _per_item(audio, batch, "audio", lambda v: getattr(v, "ndim", None) == 1)
+        free = free_frames(n_frames, self.config.frame_rate, continue_after, regenerate)
+        latents = [self.stats.normalise(self.codec.encode(self._at_codec_rate(clip, int(sample_rate))), self.normalisation)
+                   for clip in clips]
+        keep_first = self.frames_for(continue_after) if continue_after is not None else 0
+        return kept_latents(latents, free, self.config.latent_dim, min_frames=keep_first)
+
+    def _at_codec_rate(self, wav: Any, sample_rate: int) -> np.ndarray:
+        from pipeline.audio import resample
+
+        return resample(np.asarray(wav, dtype=np.float32)[None], sample_rate, self.codec.sample_rate)[0]
 
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """(B, T, D) normalised latents -> (B, N) float32 audio at the codec rate."""
@@ -314,20 +343,26 @@ class MusicGenerator:
     def generate_music(self, descriptions: Sequence[str | None], chords: Any = None, drums_wav: Any = None,
                        drums_sample_rate: int | None = None, melody_salience_matrix: Any = None,
                        progress: bool = False, return_latents: bool = False,
-                       noise: torch.Tensor | None = None) -> np.ndarray | tuple[np.ndarray, torch.Tensor]:
+                       noise: torch.Tensor | None = None, audio: Any = None, audio_sample_rate: int | None = None,
+                       continue_after: float | None = None,
+                       regenerate: Sequence[Sequence[float]] | None = None) -> np.ndarray | tuple[np.ndarray, torch.Tensor]:
         """Generate ``len(descriptions)`` pieces of ``params.seconds`` with any subset of controls.
 
         chords: ``[(label, start_s), ...]`` for all items, or one such list per item (None = dropped).
         drums_wav: (N,) drum stem for all, or one per item, at ``drums_sample_rate``.
         melody_salience_matrix: (53, T) or (T, 53) at the model frame rate, for all or per item.
         noise: (B, T, D) starting noise of the first window instead of the seeded draw.
+        audio (N,) at ``audio_sample_rate``, one for all or one per item, with ``continue_after`` (s)
+        or ``regenerate`` ([[start, end], ...] s): edit a user's clip (:meth:`edit_of`).
         Returns (B, N) float32 audio at :attr:`sample_rate` (and the latents if asked).
         """
         n_frames = self.frames_for(self.params.seconds)
         cond = self.build_conditions(list(descriptions), n_frames, chords, drums_wav, drums_sample_rate,
                                      melody_salience_matrix)
         generator = torch.Generator().manual_seed(self.params.seed)
-        latents = self.sample_latents(cond, n_frames, generator, progress, noise=noise)
+        edit = None if audio is None else self.edit_of(audio, audio_sample_rate, n_frames, len(descriptions),
+                                                        continue_after, regenerate)
+        latents = self.sample_latents(cond, n_frames, generator, progress, noise=noise, edit=edit)
         audio = self.decode(latents)
         return (audio, latents) if return_latents else audio
 
