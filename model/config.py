@@ -44,6 +44,10 @@ class DropoutConfig:
     melody: float = 0.3
     text: float = 0.3
     all: float = 0.15
+    #: Per example and given temporal condition: the probability that it is kept on one random span
+    #: only (20-80 % of the crop) and dropped elsewhere, so a model learns controls over part of the
+    #: timeline (0 = whole-clip dropout only).
+    span: float = 0.0
 
 
 @dataclass(frozen=True)

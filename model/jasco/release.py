@@ -236,8 +236,9 @@ def export_config(config: ModelConfig, latent_mean: float, latent_std: float, se
           "xpos": False, "checkpointing": "none", "weight_init": "gaussian", "depthwise_init": "current",
           "zero_bias_init": True, "norm": "layer_norm", "cross_attention": False, "qk_layer_norm": False,
           "qk_layer_norm_cross": False, "attention_dropout": None, "kv_repeat": 1, "skip_connections": False,
-          "flow_dim": config.latent_dim, "chords_dim": config.chord_embed_dim, "drums_dim": config.drum_embed_dim,
-          "melody_dim": config.melody_embed_dim}
+          "flow_dim": config.latent_dim, "chords_dim": config.chord_embed_dim, "drums_dim": config.drum_embed_dim}
+    if melody:  # the chords-drums recipes have no melody_dim key at all
+        lm["melody_dim"] = config.melody_embed_dim
     fuser = {"cross_attention_pos_emb": False, "cross_attention_pos_emb_scale": 1, "sum": [], "prepend": [],
              "cross": ["description"], "ignore": ["chords", "self_wav"] + (["melody"] if melody else []),
              "input_interpolate": []}

@@ -25,7 +25,9 @@ class Conditions:
     chords: (B, T) int64 chord indices; drums: (B, T, drum_dim) coarse drum latents;
     melody: (B, T, melody_bins) salience / one-hot; text: (B, L, text_dim) token embeddings with
     text_valid: (B, L) bool; keep: (B, 4) bool, True where the condition is given, columns in
-    :data:`CONDITION_NAMES` order.
+    :data:`CONDITION_NAMES` order; frames: None (a given temporal condition covers every frame) or
+    (B, T, 3) bool, the frames each temporal condition covers (:data:`TEMPORAL_CONDITIONS` order): a
+    frame outside them sees exactly what a dropped condition gives there.
     """
 
     chords: torch.Tensor
@@ -34,13 +36,15 @@ class Conditions:
     text: torch.Tensor
     text_valid: torch.Tensor
     keep: torch.Tensor
+    frames: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
         return self.chords.shape[0]
 
     def to(self, device: torch.device | str) -> "Conditions":
-        return Conditions(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return Conditions(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
+                             for f in fields(self)})
 
     def with_keep(self, keep: torch.Tensor) -> "Conditions":
         """The same conditions with another keep mask (B, 4) (or (4,) broadcast to the batch)."""
@@ -53,13 +57,27 @@ class Conditions:
         """(B,) bool: whether condition ``name`` is given."""
         return self.keep[:, CONDITION_NAMES.index(name)]
 
+    def kept_frames(self, name: str) -> torch.Tensor:
+        """(B, T) bool for a temporal condition — (B, 1) when it covers whole clips — where it is given."""
+        kept = self.keep_of(name)[:, None]
+        if self.frames is None:
+            return kept
+        return kept & self.frames[..., TEMPORAL_CONDITIONS.index(name)]
+
     @staticmethod
     def cat(parts: list["Conditions"]) -> "Conditions":
         """Concatenate along the batch (text padded to the longest token count)."""
         longest = max(p.text.shape[1] for p in parts)
+        if any(p.frames is not None for p in parts):
+            parts = [p if p.frames is not None else replace(p, frames=torch.ones(
+                p.chords.shape[0], p.chords.shape[1], len(TEMPORAL_CONDITIONS), dtype=torch.bool,
+                device=p.chords.device)) for p in parts]
         out = {}
         for f in fields(Conditions):
             tensors = [getattr(p, f.name) for p in parts]
+            if tensors[0] is None:
+                out[f.name] = None
+                continue
             if f.name in ("text", "text_valid"):
                 tensors = [F.pad(x, (0, 0, 0, longest - x.shape[1]) if x.dim() == 3 else (0, longest - x.shape[1]))
                            for x in tensors]
@@ -69,7 +87,8 @@ class Conditions:
     def crop(self, start: int, stop: int) -> "Conditions":
         """Frames [start, stop) of the temporal conditions (text and masks unchanged)."""
         return replace(self, chords=self.chords[:, start:stop], drums=self.drums[:, start:stop],
-                       melody=self.melody[:, start:stop])
+                       melody=self.melody[:, start:stop],
+                       frames=None if self.frames is None else self.frames[:, start:stop])
 
 
 #: Per chord: which of the 12 pitch classes sound, and the bass pitch class (one-hot).
@@ -114,6 +133,28 @@ def sample_keep_mask(batch_size: int, probabilities: dict[str, float], p_all: fl
     return keep & ~drop_all.unsqueeze(1)
 
 
+#: Length of a training span, as a fraction of the crop (uniform between these).
+SPAN_FRACTION = (0.2, 0.8)
+
+
+def sample_span_frames(batch_size: int, frames: int, probability: float,
+                       generator: torch.Generator) -> torch.Tensor | None:
+    """Training span dropout: (B, T, 3) frames each temporal condition covers, None when ``probability`` is 0.
+
+    Each (example, condition) is, with ``probability``, limited to one random span of
+    ``SPAN_FRACTION`` of the crop; otherwise it covers every frame."""
+    if probability <= 0:
+        return None
+    shape = (batch_size, len(TEMPORAL_CONDITIONS))
+    limited = torch.rand(shape, generator=generator) < probability
+    low, high = SPAN_FRACTION
+    length = ((low + (high - low) * torch.rand(shape, generator=generator)) * frames).long().clamp(min=1)
+    start = (torch.rand(shape, generator=generator) * (frames - length + 1)).long()
+    index = torch.arange(frames)[None, :, None]
+    inside = (index >= start[:, None, :]) & (index < (start + length)[:, None, :])
+    return inside | ~limited[:, None, :]
+
+
 class TemporalConditioner(nn.Module):
     """Chords, drums and melody -> (B, T, C) per-frame features (masked), plus the 3 mask bits.
 
@@ -148,10 +189,10 @@ class TemporalConditioner(nn.Module):
         drums = self.drum_projection(drums)
         melody = self.melody_projection(cond.melody)
         features = dict(zip(TEMPORAL_CONDITIONS, (chords, drums, melody)))
-        kept = {name: cond.keep_of(name).to(chords.dtype) for name in TEMPORAL_CONDITIONS}
-        parts = [features[name] * kept[name][:, None, None] for name in TEMPORAL_CONDITIONS]
-        bits = torch.stack([kept[name] for name in TEMPORAL_CONDITIONS], dim=-1)[:, None, :]
-        return torch.cat(parts + [bits.expand(-1, chords.shape[1], -1)], dim=-1)
+        kept = {name: cond.kept_frames(name).to(chords.dtype) for name in TEMPORAL_CONDITIONS}   # (B, 1 or T)
+        parts = [features[name] * kept[name][..., None] for name in TEMPORAL_CONDITIONS]
+        bits = torch.stack([kept[name].expand(-1, chords.shape[1]) for name in TEMPORAL_CONDITIONS], dim=-1)
+        return torch.cat(parts + [bits], dim=-1)
 
 
 class TextConditioner(nn.Module):

@@ -184,15 +184,17 @@ class JascoFlowModel(nn.Module):
     def condition_embeddings(self, cond: Conditions) -> dict[str, torch.Tensor]:
         """The conditioners' outputs: chords (B,T,16), self_wav (B,T,2), melody (B,T,16), description (B,L,dim)."""
         blocks = self.condition_provider.conditioners
-        kept = {name: cond.keep_of(name) for name in ("chords", "drums", "melody", "text")}
-        chords = torch.where(kept["chords"][:, None], cond.chords.long(), torch.full_like(cond.chords.long(), self.null_chord))
-        drums = cond.drums * kept["drums"][:, None, None].to(cond.drums.dtype)
-        out = {
-            "chords": blocks["chords"].emb(chords),
-            "self_wav": blocks["self_wav"].output_proj(temporal_blur(drums, self.config.drum_pool_frames)),
-        }
+        kept = {name: cond.kept_frames(name) for name in ("chords", "drums", "melody")}   # (B, 1 or T)
+        kept["text"] = cond.keep_of("text")
+        chords = torch.where(kept["chords"], cond.chords.long(), torch.full_like(cond.chords.long(), self.null_chord))
+        drums = cond.drums * cond.keep_of("drums")[:, None, None].to(cond.drums.dtype)
+        projection = blocks["self_wav"].output_proj
+        self_wav = projection(temporal_blur(drums, self.config.drum_pool_frames))
+        if cond.frames is not None:  # outside its spans: the dropped form (zeros -> the bias), after the blur
+            self_wav = torch.where(kept["drums"][..., None], self_wav, projection.bias.expand_as(self_wav))
+        out = {"chords": blocks["chords"].emb(chords), "self_wav": self_wav}
         if self.has_melody:
-            melody = cond.melody * kept["melody"][:, None, None].to(cond.melody.dtype)
+            melody = cond.melody * kept["melody"][..., None].to(cond.melody.dtype)
             out["melody"] = blocks["melody"].output_proj(melody)
         text_mask = (cond.text_valid & kept["text"][:, None]).to(cond.text.dtype)
         out["description"] = blocks["description"].output_proj(cond.text) * text_mask[..., None]

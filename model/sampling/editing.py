@@ -1,4 +1,5 @@
-"""Editing a user's audio: which latent frames to keep, and a velocity that keeps them.
+"""Frames of a piece: which to keep when editing a user's audio (and a velocity that keeps them),
+and which frames each temporal control covers when it is given over part of the timeline only.
 
 Continuation keeps the clip's first seconds and generates the rest; in/outpainting regenerates
 given spans and keeps everything else (frames past the clip's end are generated: outpainting).
@@ -10,11 +11,12 @@ them as context at every step; after solving they are set to the user's latents 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
+from music.conditions import TEMPORAL_CONDITIONS
 from music.frames import frames_for_seconds
 
 
@@ -76,3 +78,25 @@ def pinned_velocity(free: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], 
         return torch.where(pin[..., None], pinned, free(t, x))
 
     return velocity
+
+
+def span_frames(spans: Sequence[Mapping[str, Sequence[Sequence[float]]] | None], n_frames: int,
+                frame_rate: float) -> torch.Tensor | None:
+    """Per item ``{control: [[start, end], ...]}`` (None: whole clip) -> (B, T, 3) bool frames each
+    temporal control covers, or None when no item limits any control."""
+    if all(not item for item in spans):
+        return None
+    seconds = n_frames / frame_rate
+    out = torch.ones(len(spans), n_frames, len(TEMPORAL_CONDITIONS), dtype=torch.bool)
+    for i, item in enumerate(spans):
+        for name, ranges in (item or {}).items():
+            if name not in TEMPORAL_CONDITIONS:
+                raise EditError(f"spans: {name!r} is not a temporal control ({', '.join(TEMPORAL_CONDITIONS)})")
+            column = torch.zeros(n_frames, dtype=torch.bool)
+            for span in ranges:
+                if len(span) != 2 or not 0 <= float(span[0]) < float(span[1]):
+                    raise EditError(f"spans.{name} {list(span)}: need 0 <= start < end (seconds)")
+                column[frames_for_seconds(float(span[0]), frame_rate):
+                       frames_for_seconds(min(float(span[1]), seconds), frame_rate)] = True
+            out[i, :, TEMPORAL_CONDITIONS.index(name)] = column
+    return out

@@ -227,7 +227,8 @@ def generate_batch_file(generator: MusicGenerator, prompts_path: str | Path, out
                 [p.description for p in batch], chords=[p.chords for p in batch],
                 drums_wav=[p.controls["drums"][0] if "drums" in p.controls else None for p in batch],
                 drums_sample_rate=next((p.controls["drums"][1] for p in batch if "drums" in p.controls), None),
-                melody_salience_matrix=[p.controls.get("melody") for p in batch], **edit)
+                melody_salience_matrix=[p.controls.get("melody") for p in batch], spans=[p.spans for p in batch],
+                **edit)
         except ValueError as exc:   # e.g. an edit that does not fit its clip: that batch only
             rejects.extend({"where": p.id, "reason": str(exc)} for p in batch)
             bar.update(len(batch))
@@ -300,5 +301,6 @@ def _write_clip(out_dir: Path, prompt: Prompt, wav: np.ndarray, generator: Music
         "drums": os.path.relpath(prompt.drums_path or prompt.controls_from, out_dir)
         if "drums" in prompt.controls else None,
         "controls_from": os.path.relpath(prompt.controls_from, out_dir) if prompt.controls_from else None,
+        "spans": prompt.spans,
         "edit": _edit_report(prompt, wav, generator.sample_rate),
     }

@@ -21,6 +21,8 @@ are skipped.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from model.network.conditioners import Conditions
@@ -68,8 +70,7 @@ def term_conditions(cond: Conditions, term: str, quirks: bool, silence_drums: to
             drums = out.drums.clone()
             drums[silent] = silence_drums.to(drums.device, drums.dtype)[: drums.shape[1]]
             keep[silent, _column("drums")] = True
-            out = Conditions(chords=out.chords, drums=drums, melody=out.melody, text=out.text,
-                             text_valid=out.text_valid, keep=keep)
+            out = replace(out, drums=drums, keep=keep)
     return out
 
 

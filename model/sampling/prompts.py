@@ -41,6 +41,8 @@ class Prompt:
     audio_path: Path | None = None
     continue_after: float | None = None
     regenerate: list | None = None
+    #: Where each temporal control applies: {"chords": [[start, end], ...]} (None: whole clip).
+    spans: dict | None = None
     controls: dict[str, Any] = field(default_factory=dict)
 
 
@@ -82,6 +84,22 @@ def _edit(row: Mapping[str, Any]) -> dict[str, Any]:
     return {"continue_after": float(row["continue_after"])} if given else {}
 
 
+def _spans(row: Mapping[str, Any]) -> dict | None:
+    """``{"chords": [[0, 8]], "drums": [[30, 60]]}``: where each temporal control applies."""
+    spans = row.get("spans")
+    if spans is None:
+        return None
+    if not isinstance(spans, dict) or not spans:
+        raise PromptError(f"spans {spans!r}: an object {{control: [[start, end], ...]}}")
+    for name, ranges in spans.items():
+        if name not in TEMPORAL_CONDITIONS:
+            raise PromptError(f"spans: {name!r} is not one of {list(TEMPORAL_CONDITIONS)}")
+        if not isinstance(ranges, list) or not ranges or not all(
+                isinstance(r, list) and len(r) == 2 and 0 <= float(r[0]) < float(r[1]) for r in ranges):
+            raise PromptError(f"spans.{name} {ranges!r}: a list of [start, end] with 0 <= start < end")
+    return {name: [[float(a), float(b)] for a, b in ranges] for name, ranges in spans.items()}
+
+
 def _use(row: Mapping[str, Any]) -> tuple[str, ...]:
     """Which controls ``controls_from`` provides (default all); each may come from one place only."""
     if "use" in row and "controls_from" not in row:
@@ -110,7 +128,7 @@ def read_prompts(path: str | Path, default_duration: float) -> tuple[list[Prompt
             if not isinstance(row, dict):
                 raise PromptError("not a JSON object")
             unknown = set(row) - {"id", "description", "chords", "score_chords", "drums", "melody", "duration",
-                                  "group", "seed", "controls_from", "use", *BAR_KEYS, *EDIT_KEYS}
+                                  "group", "seed", "controls_from", "use", "spans", *BAR_KEYS, *EDIT_KEYS}
             if unknown:
                 raise PromptError(f"unknown key(s) {sorted(unknown)}")
             pid = str(row.get("id") or f"prompt_{number:04d}")
@@ -127,7 +145,7 @@ def read_prompts(path: str | Path, default_duration: float) -> tuple[list[Prompt
                             group=row.get("group"), chords=prompt_chords(row), score_chords=row.get("score_chords"),
                             drums_path=resolve("drums"), melody_path=resolve("melody"), seed=seed,
                             controls_from=resolve("controls_from"), use=_use(row), audio_path=resolve("audio"),
-                            **_edit(row))
+                            spans=_spans(row), **_edit(row))
             for p in (prompt.drums_path, prompt.melody_path, prompt.controls_from, prompt.audio_path):
                 if p is not None and not p.is_file():
                     raise PromptError(f"file {p} not found")

@@ -29,7 +29,7 @@ from model.device import resolve_device
 from model.flow.path import CondOTPath
 from model.flow.solver import solve
 from model.network.text import TextEncoder
-from model.sampling.editing import Edit, free_frames, kept_latents, pinned_velocity
+from model.sampling.editing import Edit, free_frames, kept_latents, pinned_velocity, span_frames
 from model.sampling.jasco import guidance_batch, guidance_terms
 from music.conditions import CONDITION_NAMES
 from music.frames import frames_for_seconds
@@ -141,8 +141,11 @@ class MusicGenerator:
 
     def build_conditions(self, descriptions: Sequence[str | None], n_frames: int, chords: Any = None,
                          drums_wav: Any = None, drums_sample_rate: int | None = None,
-                         melody_salience_matrix: Any = None) -> Conditions:
-        """Controls -> a :class:`Conditions` batch of ``n_frames`` frames; absent controls are masked."""
+                         melody_salience_matrix: Any = None, spans: Any = None) -> Conditions:
+        """Controls -> a :class:`Conditions` batch of ``n_frames`` frames; absent controls are masked.
+
+        spans: ``{"chords": [[start, end], ...], ...}`` (seconds; for all items, or one dict per item):
+        a temporal control given only there; elsewhere the frames see it dropped."""
         batch = len(descriptions)
         timelines = _per_item(chords, batch, "chords", _is_timeline)
         drums = _per_item(drums_wav, batch, "drums_wav", lambda v: getattr(v, "ndim", None) == 1)
@@ -166,9 +169,11 @@ class MusicGenerator:
                 keep[i, column["melody"]] = True
             keep[i, column["text"]] = bool(descriptions[i])
         text, valid = self.text_encoder.encode(list(descriptions))
+        frames = span_frames(_per_item(spans, batch, "spans", lambda v: isinstance(v, dict)), n_frames,
+                             self.config.frame_rate)
         return Conditions(chords=torch.from_numpy(chord_rows), drums=torch.from_numpy(drum_rows),
                           melody=torch.from_numpy(melody_rows), text=text, text_valid=valid,
-                          keep=torch.from_numpy(keep)).to(self.device)
+                          keep=torch.from_numpy(keep), frames=frames).to(self.device)
 
     def _drum_condition(self, wav: np.ndarray, sample_rate: int | None, n_frames: int) -> np.ndarray:
         """A drum stem (N,) (or a mix, with ``separate_drums``) -> (n_frames, drum_dim) coarse latents."""
@@ -344,8 +349,8 @@ class MusicGenerator:
                        drums_sample_rate: int | None = None, melody_salience_matrix: Any = None,
                        progress: bool = False, return_latents: bool = False,
                        noise: torch.Tensor | None = None, audio: Any = None, audio_sample_rate: int | None = None,
-                       continue_after: float | None = None,
-                       regenerate: Sequence[Sequence[float]] | None = None) -> np.ndarray | tuple[np.ndarray, torch.Tensor]:
+                       continue_after: float | None = None, regenerate: Sequence[Sequence[float]] | None = None,
+                       spans: Any = None) -> np.ndarray | tuple[np.ndarray, torch.Tensor]:
         """Generate ``len(descriptions)`` pieces of ``params.seconds`` with any subset of controls.
 
         chords: ``[(label, start_s), ...]`` for all items, or one such list per item (None = dropped).
@@ -354,11 +359,12 @@ class MusicGenerator:
         noise: (B, T, D) starting noise of the first window instead of the seeded draw.
         audio (N,) at ``audio_sample_rate``, one for all or one per item, with ``continue_after`` (s)
         or ``regenerate`` ([[start, end], ...] s): edit a user's clip (:meth:`edit_of`).
+        spans: where each temporal control applies, e.g. ``{"chords": [[0, 8]]}`` (:meth:`build_conditions`).
         Returns (B, N) float32 audio at :attr:`sample_rate` (and the latents if asked).
         """
         n_frames = self.frames_for(self.params.seconds)
         cond = self.build_conditions(list(descriptions), n_frames, chords, drums_wav, drums_sample_rate,
-                                     melody_salience_matrix)
+                                     melody_salience_matrix, spans)
         generator = torch.Generator().manual_seed(self.params.seed)
         edit = None if audio is None else self.edit_of(audio, audio_sample_rate, n_frames, len(descriptions),
                                                         continue_after, regenerate)

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from model.artifact import CodecSpec, Provenance, RunArtifact, TrainingState, VocabularySpec
 from model.checkpoint import Checkpoint, CheckpointError, load_artifact, load_checkpoint, save_checkpoint
-from model.network.conditioners import Conditions, keep_mask_from_flags, sample_keep_mask
+from model.network.conditioners import Conditions, keep_mask_from_flags, sample_keep_mask, sample_span_frames
 from model.config import (GenerateConfig, ModelConfig, ModelParams, TrainConfig, model_config_from_params,
                           resolve_loss_weight)
 from model.training.data import Batch, CropSampler, FeatureSource, Transposition, chord_transposition_table
@@ -289,22 +289,23 @@ class Trainer:
         atomic_write_text(self.out_dir / "val_losses.tsv", "\n".join(val) + "\n")
 
     # ----------------------------------------------------------------- steps
-    def conditions(self, batch: Batch, keep: torch.Tensor) -> Conditions:
+    def conditions(self, batch: Batch, keep: torch.Tensor, frames: torch.Tensor | None = None) -> Conditions:
         text, valid = self.text_encoder.encode(batch.descriptions)
         return Conditions(chords=batch.chords, drums=batch.drums, melody=batch.melody, text=text,
-                          text_valid=valid, keep=keep).to(self.device)
+                          text_valid=valid, keep=keep, frames=frames).to(self.device)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.device.type == "cuda" and self.cfg.mixed_precision:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def loss_of(self, model: torch.nn.Module, batch: Batch, keep: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def loss_of(self, model: torch.nn.Module, batch: Batch, keep: torch.Tensor, generator: torch.Generator,
+                frames: torch.Tensor | None = None) -> torch.Tensor:
         x1 = batch.x1.to(self.device)
         x0 = torch.randn(x1.shape, generator=generator).to(self.device)
         t = torch.rand(x1.shape[0], generator=generator).to(self.device)
         with self._autocast():
-            predicted = model(self.path.sample(x0, x1, t), t, self.conditions(batch, keep))
+            predicted = model(self.path.sample(x0, x1, t), t, self.conditions(batch, keep, frames))
         return self.path.loss(predicted, x0, x1, t if self.time_weighted_loss else None)
 
     def train_step(self) -> float:
@@ -313,8 +314,10 @@ class Trainer:
         d = self.model_params.dropout
         keep = sample_keep_mask(len(batch.track_ids), {"chords": d.chords, "drums": d.drums, "melody": d.melody,
                                                        "text": d.text}, d.all, generator)
+        # drawn after the keep mask and only when used, so span 0 leaves every other draw as it was
+        frames = sample_span_frames(len(batch.track_ids), batch.x1.shape[1], d.span, generator)
         self.model.train()
-        loss = self.loss_of(self.train_model, batch, keep, generator)
+        loss = self.loss_of(self.train_model, batch, keep, generator, frames)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
