@@ -26,6 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.figures import report_figures  # noqa: E402
+
 import torch  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "jasco_checkpoint"
@@ -112,11 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
         "audio_samples": int(audio.shape[-1]), "peak_rss_gib": round(peak_kib / 2**20, 2),
         "peak_rss_over_state_dict": round(peak_kib * 1024 / file_bytes, 2), "threads": torch.get_num_threads(),
     }
-    text = json.dumps(figures, indent=1)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    return figures
+    return report_figures(figures, args.json)
 
 
 if __name__ == "__main__":

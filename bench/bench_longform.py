@@ -24,6 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.figures import report_figures  # noqa: E402
+
 import numpy as np  # noqa: E402
 
 MINUTE = 60.0
@@ -125,11 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
         "peak_rss_long_over_short": round(long_peak / short_peak, 3), "short_seconds": args.short_seconds,
         "short_generate_seconds": round(short_time, 1),
     }
-    text = json.dumps(figures, indent=1)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    return figures
+    return report_figures(figures, args.json)
 
 
 if __name__ == "__main__":

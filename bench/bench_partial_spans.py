@@ -20,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.figures import report_figures  # noqa: E402
+
 import numpy as np  # noqa: E402
 
 from bench.bench_longform import window  # noqa: E402
@@ -72,11 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
         "second_half_partial_minus_dropped": round(means["first_half"]["second_half"] - means["dropped"]["second_half"], 4),
         "second_half_whole_minus_dropped": round(means["whole"]["second_half"] - means["dropped"]["second_half"], 4),
     }
-    text = json.dumps(figures, indent=1)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    return figures
+    return report_figures(figures, args.json)
 
 
 if __name__ == "__main__":
