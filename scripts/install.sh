@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(ffmpeg libsndfile1 fluidsynth fluid-soundfont-gm)
+# chromium: the system browser the studio tests drive through Playwright (no browser download).
+APT_PACKAGES=(ffmpeg libsndfile1 fluidsynth fluid-soundfont-gm chromium)
 PYTHON=${PYTHON:-python3.11}
 VENV=${VENV:-.venv}
 
