@@ -45,6 +45,10 @@ Timeline = Sequence[tuple[str, float]]
 
 #: Folder of Demucs weights for separating drums references in the Python API.
 DEMUCS_WEIGHTS_ENV = "CHORDFLOW_DEMUCS_WEIGHTS"
+#: Long pieces are decoded this many seconds at a time (bounded memory), each chunk with
+#: DECODE_CONTEXT_SECONDS of latents on either side that are cut away; shorter pieces decode whole.
+DECODE_CHUNK_SECONDS = 30.0
+DECODE_CONTEXT_SECONDS = 2.0
 
 
 class GenerationError(ValueError):
@@ -339,9 +343,10 @@ class MusicGenerator:
         return resample(np.asarray(wav, dtype=np.float32)[None], sample_rate, self.codec.sample_rate)[0]
 
     def decode(self, latents: torch.Tensor) -> np.ndarray:
-        """(B, T, D) normalised latents -> (B, N) float32 audio at the codec rate."""
-        wavs = [self.codec.decode(self.stats.denormalise(item.float().cpu().numpy(), self.normalisation))
-                for item in latents]
+        """(B, T, D) normalised latents -> (B, N) float32 audio at the codec rate (long pieces in chunks)."""
+        chunk, context = self.frames_for(DECODE_CHUNK_SECONDS), self.frames_for(DECODE_CONTEXT_SECONDS)
+        wavs = [self.codec.decode_chunked(self.stats.denormalise(item.float().cpu().numpy(), self.normalisation),
+                                          chunk, context) for item in latents]
         length = min(len(w) for w in wavs)
         return np.stack([w[:length] for w in wavs])
 

@@ -62,6 +62,23 @@ class Codec(ABC):
     def decode(self, latents: np.ndarray) -> np.ndarray:
         """(T, dim) latents -> (M,) float32 mono at ``sample_rate``, M ≈ T * hop_length."""
 
+    def decode_chunked(self, latents: np.ndarray, chunk_frames: int, context_frames: int) -> np.ndarray:
+        """(T, dim) -> (M,) as :meth:`decode`, ``chunk_frames`` at a time, each decoded with
+        ``context_frames`` of latents on either side that are then cut away: memory follows the
+        chunk, not the piece. A piece of at most ``chunk_frames + 2 * context_frames`` frames is
+        decoded whole, so its samples are exactly :meth:`decode`'s."""
+        total = len(latents)
+        if chunk_frames <= 0 or total <= chunk_frames + 2 * context_frames:
+            return self.decode(latents)
+        parts = []
+        for start in range(0, total, chunk_frames):
+            stop = min(start + chunk_frames, total)
+            first, last = max(0, start - context_frames), min(total, stop + context_frames)
+            wav = self.decode(latents[first:last])
+            skip = (start - first) * self.hop_length
+            parts.append(wav[skip: skip + (stop - start) * self.hop_length] if stop < total else wav[skip:])
+        return np.concatenate(parts)
+
     @abstractmethod
     def coarse(self, latents: np.ndarray) -> np.ndarray:
         """(T, dim) latents -> (T, coarse_dim) float32 low-information view (drum condition)."""
