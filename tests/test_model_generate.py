@@ -116,6 +116,30 @@ def test_longer_pieces_continue_window_by_window(trained, monkeypatch):
     assert abs(audio.shape[1] - 3 * generator.sample_rate) <= 441
 
 
+def test_every_window_of_a_long_piece_sees_the_controls_at_its_own_time(trained, monkeypatch):
+    """Long-form without drift by construction: window k is conditioned on the chord frames of its
+    absolute span of the piece (not the first window's again), and the piece has its asked length."""
+    _, generator, _ = trained
+    seen = []
+    real_velocity = MusicGenerator.guided_velocity
+    monkeypatch.setattr(MusicGenerator, "guided_velocity",
+                        lambda self, cond: seen.append(cond.chords.clone()) or real_velocity(self, cond))
+    chords = [(label, 0.5 * i) for i, label in enumerate(["C", "F", "G", "Am"] * 3)]
+    generator.set_generation_params(duration=6.0, window_seconds=1.2, overlap_seconds=0.4)
+    try:
+        n_frames = generator.frames_for(6.0)
+        whole = generator.build_conditions(["long"], n_frames, chords).chords
+        audio = generator.generate_music(["long"], chords=chords)
+    finally:
+        generator.set_generation_params(duration=1.0, window_seconds=10.0, overlap_seconds=2.0)
+    starts = range(0, n_frames - 20, 40)  # 60-frame windows, 20 frames of overlap
+    assert len(seen) == len(starts)
+    for start, window in zip(starts, seen):
+        assert torch.equal(window, whole[:, start: start + 60])
+    assert len({tuple(w[0, :20].tolist()) for w in seen}) > 1   # the windows really see different chords
+    assert abs(audio.shape[1] - 6 * generator.sample_rate) <= 441
+
+
 def test_dopri5_and_midpoint_count_model_calls(trained):
     _, generator, _ = trained
     for solver, steps, calls in (("midpoint", 3, 6), ("euler", 5, 5)):
