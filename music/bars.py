@@ -173,3 +173,40 @@ def _bars_form(text: str, meter: Meter, pickup: Fraction) -> list[tuple[str, Fra
         spans.extend(current)
         previous = current
     return spans
+
+
+#: JASCO's written form of a timeline: ``(C, 0.0), (D, 2.0)`` (label, start second).
+_PAIR = re.compile(r"\(\s*([^,()\s]+)\s*,\s*([^()\s]+?)\s*\)")
+
+
+def chords_from_pairs(text: str) -> list[tuple[str, float]]:
+    """``"(C, 0.0), (D, 2.0)"`` (JASCO's app) -> ``[("C", 0.0), ("D", 2.0)]``.
+
+    Starts must be numbers that rise strictly; anything between the pairs but commas and spaces is an
+    error naming its character position."""
+    if not isinstance(text, str) or not text.strip():
+        raise BarsError("chords: empty chord text")
+    text = text.strip()
+    if text.startswith("[") and text.endswith("]"):  # a pasted Python list
+        text = " " + text[1:-1] + " "
+    timeline: list[tuple[str, float]] = []
+    position = 0
+    for match in _PAIR.finditer(text):
+        between = text[position: match.start()]
+        if between.strip(" ,\n\t"):
+            raise BarsError(f"chords: {between.strip()!r} at character {position + 1} is not a (label, start) pair")
+        label, start_text = match.group(1), match.group(2)
+        token = _Token(match.group(), match.start(), 0)
+        _label(token, label)
+        try:
+            start = float(start_text)
+        except ValueError:
+            raise BarsError(f"{_where(token)}: start {start_text!r} is not a number of seconds") from None
+        if not 0 <= start <= 3600 or (timeline and start <= timeline[-1][1]):
+            raise BarsError(f"{_where(token)}: starts must lie in 0..3600 s and rise strictly (this one is {start:g} s)")
+        timeline.append((label, start))
+        position = match.end()
+    rest = text[position:]
+    if rest.strip(" ,\n\t"):
+        raise BarsError(f"chords: {rest.strip()!r} at character {position + 1} is not a (label, start) pair")
+    return timeline

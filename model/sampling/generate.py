@@ -98,12 +98,16 @@ class ControlLoader:
         #: MIDI melody file -> what reading it did (notes, folded into G2..B6), for the report.
         self.melody_reports: dict[str, dict[str, float | int]] = {}
 
-    def drums(self, path: Path) -> tuple[np.ndarray, int]:
-        """Reference audio -> (N,) drum stem and its rate (drums stage separator)."""
+    def drums(self, path: Path, is_stem: bool = False) -> tuple[np.ndarray, int]:
+        """Reference audio -> (N,) drum stem and its rate (drums stage separator; ``is_stem``: the
+        file is a drum part already, taken as is at the stage's rate)."""
         from pipeline.audio import load_audio
         from stages.drums.separators import make_separator
 
         cfg = self.references.drums
+        if is_stem:
+            samples, _ = load_audio(path, sample_rate=cfg.sample_rate, channels=1)
+            return samples[0].astype(np.float32), cfg.sample_rate
         if self._separator is None:
             self._separator = make_separator(cfg)
             self._separator.setup()
@@ -190,13 +194,14 @@ def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
 
 
 def generate_batch_file(generator: MusicGenerator, prompts_path: str | Path, out_dir: str | Path,
-                        references: ReferenceConfigs = ReferenceConfigs(), progress: bool = True) -> dict[str, Any]:
-    """Run every prompt (reference files through the stages ``references`` configures); returns
-    (and writes) the report."""
+                        references: ReferenceConfigs = ReferenceConfigs(), progress: bool = True,
+                        loader: ControlLoader | None = None) -> dict[str, Any]:
+    """Run every prompt (reference files through the stages ``references`` configures, or through
+    ``loader``, whose stages are kept set up between calls); returns (and writes) the report."""
     out_dir = Path(out_dir)
     cfg = generator.params
     prompts, rejects = read_prompts(prompts_path, cfg.seconds)
-    loader = ControlLoader(references, generator.config.frame_rate)
+    loader = loader or ControlLoader(references, generator.config.frame_rate)
     clips = []
     for prompt in tqdm(prompts, desc="load controls", disable=not progress):
         try:
@@ -208,7 +213,7 @@ def generate_batch_file(generator: MusicGenerator, prompts_path: str | Path, out
             if prompt.audio_path is not None:
                 prompt.controls["audio"] = loader.clip(prompt.audio_path, generator.sample_rate)
             if prompt.drums_path is not None:
-                prompt.controls["drums"] = loader.drums(prompt.drums_path)
+                prompt.controls["drums"] = loader.drums(prompt.drums_path, prompt.drums_is_stem)
             if prompt.melody_path is not None:
                 prompt.controls["melody"] = loader.melody(prompt.melody_path)
                 if str(prompt.melody_path) in loader.melody_reports:

@@ -2,7 +2,7 @@
 
 A line: ``{"id", "description", "duration", "seed", "group"}`` plus any controls: ``chords`` (a
 ``[[label, start], ...]`` timeline, or a bars/beats string with ``bpm``, ``meter``, ``pickup``,
-``offset``: music/bars.py), ``drums`` and ``melody`` files, ``controls_from`` a song with ``use``,
+``offset``: music/bars.py), ``drums`` and ``melody`` files (``drums_is_stem``: the drums file is a drum part, used as is), ``controls_from`` a song with ``use``,
 and an ``audio`` clip to edit with ``continue_after`` or ``regenerate``. A bad line becomes a
 reject naming the line and the reason; the rest of the file goes on.
 """
@@ -32,6 +32,8 @@ class Prompt:
     chords: list | None = None
     score_chords: list | None = None
     drums_path: Path | None = None
+    #: The drums file is a drum part already (a loop): used as is, not through the drums separator.
+    drums_is_stem: bool = False
     melody_path: Path | None = None
     seed: int | None = None
     #: A song whose chords / drums / melody (the ``use`` subset) the stages extract as controls.
@@ -100,6 +102,13 @@ def _spans(row: Mapping[str, Any]) -> dict | None:
     return {name: [[float(a), float(b)] for a, b in ranges] for name, ranges in spans.items()}
 
 
+def _flag(row: Mapping[str, Any], key: str) -> bool:
+    value = row.get(key, False)
+    if not isinstance(value, bool):
+        raise PromptError(f"{key} {value!r}: true or false")
+    return value
+
+
 def _use(row: Mapping[str, Any]) -> tuple[str, ...]:
     """Which controls ``controls_from`` provides (default all); each may come from one place only."""
     if "use" in row and "controls_from" not in row:
@@ -114,21 +123,35 @@ def _use(row: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(name for name in TEMPORAL_CONDITIONS if name in use)
 
 
+def _entries(path: Path) -> list[tuple[int, str, str | Any]]:
+    """(number, where, line or row) of a JSONL file, or of a ``.json`` file holding an object whose
+    ``prompts`` is a list of rows (the studio's downloads: settings and prompts in one file)."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() != ".json":
+        return [(n, f"{path}:{n}", line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PromptError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("prompts"), list):
+        raise PromptError(f"{path}: a .json prompts file holds an object with a 'prompts' list")
+    return [(n, f"{path}:prompts[{n - 1}]", row) for n, row in enumerate(document["prompts"], start=1)]
+
+
 def read_prompts(path: str | Path, default_duration: float) -> tuple[list[Prompt], list[dict[str, str]]]:
-    """Parse the JSONL; returns (prompts, rejects) where a reject names the line and the reason."""
+    """Parse the JSONL (or ``.json`` with a ``prompts`` list); returns (prompts, rejects) where a
+    reject names the line and the reason."""
     path = Path(path)
     base = path.parent
     prompts, rejects, seen = [], [], set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
+    for number, where, line in _entries(path):
         try:
-            row = json.loads(line)
+            row = json.loads(line) if isinstance(line, str) else line
             if not isinstance(row, dict):
                 raise PromptError("not a JSON object")
             unknown = set(row) - {"id", "description", "chords", "score_chords", "drums", "melody", "duration",
-                                  "group", "seed", "controls_from", "use", "spans", *BAR_KEYS, *EDIT_KEYS}
+                                  "group", "seed", "controls_from", "use", "spans", "drums_is_stem", *BAR_KEYS,
+                                  *EDIT_KEYS}
             if unknown:
                 raise PromptError(f"unknown key(s) {sorted(unknown)}")
             pid = str(row.get("id") or f"prompt_{number:04d}")
@@ -143,7 +166,8 @@ def read_prompts(path: str | Path, default_duration: float) -> tuple[list[Prompt
             resolve = lambda key: (base / row[key]) if row.get(key) else None
             prompt = Prompt(id=pid, description=row.get("description") or None, duration=duration,
                             group=row.get("group"), chords=prompt_chords(row), score_chords=row.get("score_chords"),
-                            drums_path=resolve("drums"), melody_path=resolve("melody"), seed=seed,
+                            drums_path=resolve("drums"), drums_is_stem=_flag(row, "drums_is_stem"),
+                            melody_path=resolve("melody"), seed=seed,
                             controls_from=resolve("controls_from"), use=_use(row), audio_path=resolve("audio"),
                             spans=_spans(row), **_edit(row))
             for p in (prompt.drums_path, prompt.melody_path, prompt.controls_from, prompt.audio_path):

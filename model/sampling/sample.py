@@ -280,6 +280,18 @@ class MusicGenerator:
 
         return velocity
 
+    def _window_frames(self) -> tuple[int, int]:
+        window = self.frames_for(self.params.window_seconds)
+        return window, min(self.frames_for(self.params.overlap_seconds), window - 1)
+
+    def window_starts(self, n_frames: int) -> list[int]:
+        """First frame of each window a piece of ``n_frames`` is sampled in (one solve each)."""
+        window, overlap = self._window_frames()
+        starts = [0]
+        while starts[-1] + window < n_frames:
+            starts.append(starts[-1] + window - overlap)
+        return starts
+
     @torch.no_grad()
     def sample_latents(self, cond: Conditions, n_frames: int, generator: torch.Generator,
                        progress: bool = False, noise: torch.Tensor | None = None,
@@ -289,13 +301,10 @@ class MusicGenerator:
         ``edit``: latents to keep (a user's audio): those frames are pinned to their straight path
         while solving, so the model sees them as context, and come back exactly as given."""
         p = self.params
-        window = self.frames_for(p.window_seconds)
-        overlap = min(self.frames_for(p.overlap_seconds), window - 1)
+        window, overlap = self._window_frames()
         batch, dim = cond.batch_size, self.config.latent_dim
         result = torch.zeros(batch, n_frames, dim, device=self.device)
-        starts = [0]
-        while starts[-1] + window < n_frames:
-            starts.append(starts[-1] + window - overlap)
+        starts = self.window_starts(n_frames)
         for number, start in enumerate(tqdm(starts, desc="windows", disable=not progress or len(starts) == 1)):
             stop = min(start + window, n_frames)
             x0 = torch.randn(batch, stop - start, dim, generator=generator).to(self.device)
