@@ -23,6 +23,7 @@ CLI_MODULES: tuple[str, ...] = (
     "stages.latents.cli",
     "model.cli",
     "model.evaluation.cli",
+    "chordflow.studio.cli",
 )
 
 

@@ -27,7 +27,17 @@ MIN_LABELLED_FRACTION = 0.025
 Segment = tuple[str, float, float]
 
 
-def _draw_row(ax: Any, segments: Sequence[Segment], colours: dict[str, Any], duration: float, name: str) -> None:
+def label_colours(*rows: Sequence[Segment]) -> dict[str, Any]:
+    """One colour per chord label of ``rows`` (shared by the rows of a figure)."""
+    import matplotlib.pyplot as plt
+
+    labels = sorted({label for row in rows for label, _, _ in row} - {CHORD_NO_CHORD})
+    cmap = plt.get_cmap("tab20")
+    return {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
+
+
+def draw_chord_row(ax: Any, segments: Sequence[Segment], colours: dict[str, Any], duration: float, name: str) -> None:
+    """One row of labelled chord spans on ``ax``."""
     for label, start, end in segments:
         ax.axvspan(start, end, color=colours.get(label, NO_CHORD_COLOUR), alpha=0.85, lw=0)
         ax.axvline(start, color="white", lw=0.8)
@@ -50,14 +60,12 @@ def plot_request(requested: Sequence[Segment] | None, extracted: Sequence[Segmen
     from stages.chords.evaluate import harte_intervals, score_track
 
     requested = list(requested or [])
-    labels = sorted({label for label, _, _ in [*requested, *extracted]} - {CHORD_NO_CHORD})
-    cmap = plt.get_cmap("tab20")
-    colours = {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
+    colours = label_colours(requested, extracted)
     heights = [1.0, 1.0] + ([0.35] if requested else [])
     fig, axes = plt.subplots(len(heights), 1, figsize=FIGURE_SIZE, sharex=True,
                              gridspec_kw={"height_ratios": heights})
-    _draw_row(axes[0], requested, colours, duration_s, "requested")
-    _draw_row(axes[1], extracted, colours, duration_s, "extracted")
+    draw_chord_row(axes[0], requested, colours, duration_s, "requested")
+    draw_chord_row(axes[1], extracted, colours, duration_s, "extracted")
     if requested:
         comparisons, durations = score_track(requested, extracted)[metric]
         # mir_eval's merged intervals start at the requested start and follow the durations
