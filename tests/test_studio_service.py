@@ -166,3 +166,19 @@ def test_downloads_rerun_with_chordflow_generate_to_the_same_audio_and_temp_file
     assert service.prune() == 1 and not result.folder.exists()
     service.close()
     assert not service.work_dir.exists()
+
+
+def test_the_page_starts_from_the_checkpoints_recommended_settings(models):
+    from chordflow.studio.service import StudioService
+    from model.checkpoint import load_artifact
+
+    service = StudioService(StudioConfig(models_dir=models / "models"))
+    try:
+        recorded = load_artifact(models / "models" / "tiny" / "checkpoint.pt").generate
+        assert service.recommended("tiny") == {"cfg_coef_all": recorded.cfg_coef_all, "cfg_coef_txt": recorded.cfg_coef_txt,
+                                               "solver": recorded.solver, "steps": recorded.steps,
+                                               "tolerance": recorded.atol}
+        with pytest.raises(StudioError, match="unknown model"):
+            service.recommended("../tiny")
+    finally:
+        service.close()

@@ -8,7 +8,7 @@ from typing import Any
 
 from chordflow.studio.config import StudioError
 from chordflow.studio.request import DRUMS_SOURCES, SOLVERS, build_request
-from chordflow.studio.service import Interrupted, StudioService
+from chordflow.studio.service import Interrupted, StudioService, guidance_fields
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,23 @@ def build_app(service: StudioService) -> Any:
                 f"Extracted the controls of {path.name} ({song.duration_s:.1f} s): chords, melody and drums are set; "
                 f"edit them and generate"]
 
+    def recommended(model):
+        try:
+            values = service.recommended(model)
+        except Exception as exc:
+            return [gr.update()] * 5 + [_message(exc)]
+        return [values["cfg_coef_all"], values["cfg_coef_txt"], values["solver"], values["steps"], values["tolerance"],
+                f"{model}: its recommended guidance and solver are set"]
+
+    from model.config import GenerateConfig
+
+    start = guidance_fields(GenerateConfig())  # when no checkpoint can be read
+    if names:
+        try:
+            start = service.recommended(names[0])
+        except Exception as exc:  # shown when the user picks it; the page still opens
+            log.warning("studio: %s", exc)
+
     with gr.Blocks(title=TITLE, delete_cache=(service.config.file_lifetime_s, service.config.file_lifetime_s)) as app:
         gr.Markdown(INTRO)
         with gr.Row():
@@ -125,11 +142,11 @@ def build_app(service: StudioService) -> Any:
             song_figure = gr.Image(label="The song's controls", type="filepath", interactive=False, elem_id="song_figure")
         with gr.Accordion("Guidance and solver", open=False):
             with gr.Row():
-                cfg_all = gr.Number(label="guidance: all", value=4.0, step=0.25, elem_id="cfg_all")
-                cfg_text = gr.Number(label="guidance: text", value=-1.0, step=0.25, elem_id="cfg_text")
-                solver = gr.Dropdown(list(SOLVERS), value="euler", label="ODE solver", elem_id="solver")
-                steps = gr.Number(label="steps (fixed-step solvers)", value=16, precision=0, elem_id="steps")
-                tolerance = gr.Number(label="ODE tolerance (adaptive solvers)", value=1e-4, elem_id="tolerance")
+                cfg_all = gr.Number(label="guidance: all", value=start["cfg_coef_all"], step=0.25, elem_id="cfg_all")
+                cfg_text = gr.Number(label="guidance: text", value=start["cfg_coef_txt"], step=0.25, elem_id="cfg_text")
+                solver = gr.Dropdown(list(SOLVERS), value=start["solver"], label="ODE solver", elem_id="solver")
+                steps = gr.Number(label="steps (fixed-step solvers)", value=start["steps"], precision=0, elem_id="steps")
+                tolerance = gr.Number(label="ODE tolerance (adaptive solvers)", value=start["tolerance"], elem_id="tolerance")
         gr.Examples(EXAMPLES, inputs=[prompt, chords, bpm, meter], label="Examples")
         figures = []
         with gr.Row():
@@ -147,6 +164,7 @@ def build_app(service: StudioService) -> Any:
         generate_button.click(generate, inputs=[prompt, model, chords, bpm, meter, duration, seed, drums_file,
                                                 drums_source, melody_file, cfg_all, cfg_text, solver, steps, tolerance],
                               outputs=outputs, api_name="generate", concurrency_limit=1)
+        model.change(recommended, inputs=[model], outputs=[cfg_all, cfg_text, solver, steps, tolerance, status])
         interrupt_button.click(service.interrupt, queue=False, api_name="interrupt")
         extract_button.click(extract_song, inputs=[song_file, model],
                              outputs=[chords, melody_file, drums_file, drums_source, song_chords, song_figure, status],

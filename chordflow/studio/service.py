@@ -64,6 +64,12 @@ def chords_text(timeline: list) -> str:
     return ", ".join(f"({label}, {round(float(start), 3):g})" for label, start, *_ in timeline)
 
 
+def guidance_fields(settings: Any) -> dict[str, Any]:
+    """A GenerateConfig's guidance and solver, as the page's fields show them."""
+    return {"cfg_coef_all": settings.cfg_coef_all, "cfg_coef_txt": settings.cfg_coef_txt,
+            "solver": settings.solver, "steps": settings.steps, "tolerance": settings.atol}
+
+
 class StudioService:
     def __init__(self, config: StudioConfig, work_dir: Path | None = None) -> None:
         from model.evaluation.config import eval_settings
@@ -144,6 +150,10 @@ class StudioService:
             except (OSError, ValueError, KeyError, RuntimeError) as exc:
                 raise StudioError(f"model {name}: cannot load {path}: {exc}") from None
         return self._model[1]
+
+    def recommended(self, name: str) -> dict[str, Any]:
+        """The settings the chosen checkpoint recommends (what the page's guidance fields start from)."""
+        return guidance_fields(self.generator(name).artifact.generate)
 
     def loader(self, frame_rate: float):
         from model.sampling.generate import ControlLoader
