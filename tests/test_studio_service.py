@@ -182,3 +182,24 @@ def test_the_page_starts_from_the_checkpoints_recommended_settings(models):
             service.recommended("../tiny")
     finally:
         service.close()
+
+
+def test_released_jasco_folders_under_the_models_folder_are_offered_and_generate(models, tmp_path):
+    import shutil
+
+    from chordflow.studio.service import StudioService
+    from jasco_fixture import require_fixture
+
+    release = require_fixture("tiny_cd")
+    shutil.copytree(release, tmp_path / "models" / "jasco-tiny", ignore=shutil.ignore_patterns("reference.npz", "*.th"))
+    shutil.copytree(models / "models" / "tiny", tmp_path / "models" / "tiny")
+    service = StudioService(StudioConfig(models_dir=tmp_path / "models", t5=tmp_path / "models" / "jasco-tiny" / "hf_t5"))
+    try:
+        assert service.catalog.names() == ["jasco-tiny", "tiny"]
+        assert service.recommended("jasco-tiny")["solver"] == "dopri5"  # JASCO's defaults
+        request = build_request(**{**FIELDS, "model": "jasco-tiny", "duration": 1.0, "steps": 2})
+        result = service.generate(request)
+        assert [v.wav.name for v in result.variations] == ["variation_0.wav", "variation_1.wav"]
+        assert abs(result.variations[0].duration_s - 1.0) < 0.05
+    finally:
+        service.close()

@@ -17,6 +17,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                         "(each run's checkpoint.pt, and released JASCO folders); default: models")
     studio.add_argument("--params", default="params.yaml", help="drums / melody / chords / model_eval sections for "
                         "the controls and the figures (defaults when absent)")
+    studio.add_argument("--t5", help="released JASCO folders: a local T5-base folder (default $CHORDFLOW_T5)")
+    studio.add_argument("--chord-map", help="released JASCO folders: chord label -> index map (.json or .pkl)")
     studio.add_argument("--listen", default=LOCAL_HOST, help=f"address to serve on (default {LOCAL_HOST}: this "
                         "machine only; another address needs --username/--password or --allow-no-auth)")
     studio.add_argument("--port", type=int, default=DEFAULT_PORT)
@@ -33,7 +35,9 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> StudioConfig:
-    return StudioConfig(models_dir=Path(args.models), params=Path(args.params), host=args.listen, port=args.port,
+    return StudioConfig(models_dir=Path(args.models), params=Path(args.params),
+                        t5=Path(args.t5) if args.t5 else None, chord_map=Path(args.chord_map) if args.chord_map else None,
+                        host=args.listen, port=args.port,
                         share=args.share, username=args.username, password=args.password,
                         allow_no_auth=args.allow_no_auth, inbrowser=args.inbrowser, max_upload_mb=args.max_upload_mb,
                         max_upload_seconds=args.max_upload_seconds, max_duration_s=args.max_duration)

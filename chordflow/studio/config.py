@@ -30,6 +30,9 @@ class StudioConfig:
     models_dir: Path
     #: params.yaml whose drums / melody / chords / model_eval sections the controls and figures use.
     params: Path | None = None
+    #: Released JASCO folders: a local T5-base folder (default $CHORDFLOW_T5) and a chord map.
+    t5: Path | None = None
+    chord_map: Path | None = None
     host: str = LOCAL_HOST
     port: int = DEFAULT_PORT
     share: bool = False

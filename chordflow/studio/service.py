@@ -144,7 +144,8 @@ class StudioService:
         if self._model is None or self._model[0] != key:
             self._model = None  # a failed load must not leave the previous model half-replaced
             try:
-                self._model = (key, load_generator(path))
+                release = {"t5": self.config.t5, "chord_map": self.config.chord_map} if path.is_dir() else {}
+                self._model = (key, load_generator(path, **{k: str(v) for k, v in release.items() if v}))
             except FileNotFoundError as exc:
                 raise StudioError(f"model {name}: {path} is missing ({exc})") from None
             except (OSError, ValueError, KeyError, RuntimeError) as exc:
