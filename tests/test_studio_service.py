@@ -96,7 +96,8 @@ def test_path_traversal_and_oversize_uploads_are_refused_and_the_server_keeps_se
             except Exception as exc:  # gradio's own check of the dropdown's choices
                 message = str(exc)
             assert "unknown model" in message or "not in the list of choices" in message, message
-        assert requests.get(url + "gradio_api/file=/etc/passwd", timeout=10).status_code in (403, 404)
+        for path in ("/etc/passwd", models / "models" / "tiny" / "checkpoint.pt", "../../../../etc/passwd"):
+            assert requests.get(url + f"gradio_api/file={path}", timeout=10).status_code in (403, 404), path
         upload = requests.post(url + "gradio_api/upload", files={"files": ("big.wav", big.read_bytes())}, timeout=30)
         assert upload.status_code >= 400 and "size" in upload.text.lower()
         result = _generate_api(url, "tiny")  # still serving

@@ -190,7 +190,7 @@ class StudioService:
             rows = prompt_rows(request, references)
             sections = stage_sections(self.references)
             checkpoint = self.catalog.path_of(request.model)
-            for number, row in enumerate(rows):
+            for row in rows:
                 document = prompts_document(request, checkpoint, [row], sections, row["id"])
                 (folder / f"{row['id']}.json").write_text(json.dumps(document, indent=1, default=str) + "\n")
             (folder / "request.json").write_text(json.dumps(prompts_document(
