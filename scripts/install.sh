@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(ffmpeg libsndfile1 fluidsynth fluid-soundfont-gm chromium)
 PYTHON=${PYTHON:-python3.11}
 VENV=${VENV:-.venv}
+# Installed apart from requirements.lock (see below); model/evaluation/judges/musicnn.py names the same pin.
+MUSICNN_PIN="musicnn==0.1.0"
 
 if [[ "${1:-}" != "--no-apt" ]]; then
   missing=()
@@ -23,7 +25,7 @@ if [[ "${1:-}" != "--no-apt" ]]; then
 fi
 
 # The stamp records what was installed; a changed lock file or pyproject reinstalls.
-stamp_value=$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+stamp_value=$(cat requirements.lock pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)
 stamp_file="$VENV/.chordflow-installed"
 # numba's cache is compiled here, once and serially, into ~/.cache/chordflow/numba/<cpu key>
 # (pipeline/numba_cache.py): worker processes of a first run then only read it. Quick when warm.
@@ -44,6 +46,9 @@ pip_install "pip==26.3"
 pip_install "setuptools==80.10.2" "wheel==0.48.0" "$numpy_pin"
 pip_install --no-build-isolation "$(grep -E '^vamp==' requirements.lock)"
 pip_install -r requirements.lock
+# musicnn ships the pretrained MSD checkpoint the evaluation's realism judge reads (never its code);
+# its metadata pins numpy<1.17, which no resolver can meet beside numpy 2, hence --no-deps here only.
+pip_install --no-deps "$MUSICNN_PIN"
 pip_install --no-deps --no-build-isolation -e .
 echo "$stamp_value" > "$stamp_file"
 warm_numba_cache

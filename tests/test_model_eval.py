@@ -350,7 +350,8 @@ def test_an_unreadable_request_file_fails_only_its_own_score(tmp_path):
     clip = dataclasses.replace(_request("a", "g", (("C", 0.0), ("G", 2.0))), melody=tmp_path / "broken.npy")
     frames = timeline_to_frames(clip.chords, frames_for_seconds(4.0, 50.0), Vocabulary.jasco())
     heard = SimpleNamespace(timeline=[("C", 0.0, 2.0), ("G", 2.0, 4.0)], chord_frames=frames, duration_s=4.0,
-                            melody_index=np.zeros(200, np.int16), onsets=None, seconds=1.0, errors={})
+                            melody_index=np.zeros(200, np.int16), onsets=None, seconds=1.0, errors={},
+                            judged=None)
     row = clip_row(clip, heard, {}, {"a": clip}, Analysers(AnalyserConfigs(), ModelEvalConfig()))
     assert row["chord_accuracy"] == 1.0 and row["chord_iou"] == 1.0 and row["no_chord_fraction"] == 0.0
     assert "melody_accuracy" not in row and "score_melody" in row["errors"] and row["chance_clips"] == {}
@@ -370,6 +371,99 @@ def test_onsets_of_a_longer_reference_count_within_the_clip_only(make_audio, tmp
     reference = make_audio("beat.wav", sample_rate=rate, data=clicks)
     clip = dataclasses.replace(_request("a", "g"), duration_s=2.2, drums=reference)
     heard = SimpleNamespace(timeline=None, chord_frames=None, melody_index=None, onsets=np.array([0.5, 1.0, 1.5, 2.0]),
-                            duration_s=2.2, seconds=0.1, errors={})
+                            duration_s=2.2, seconds=0.1, errors={}, judged=None)
     row = clip_row(clip, heard, {}, {"a": clip}, Analysers(AnalyserConfigs(), ModelEvalConfig()))
     assert row["onset_f1"] == pytest.approx(1.0) and row["errors"] == {}
+
+
+# ----------------------------------------------------------------------------- independent judges
+def test_the_independent_judges_hear_the_real_clips_and_name_themselves(scored):
+    metrics, rows = scored
+    given = metrics["groups"]["chords_given"]
+    judges = metrics["judges"]
+    assert judges["chord_accuracy_cnn"]["name"] == "madmom_cnn_crf" and "chordino" in judges["chord_accuracy"]["name"]
+    assert judges["melody_accuracy_crepe"]["package"] == "torchcrepe"
+    assert judges["tonal_energy_fraction"]["name"] == "tonal_energy_fraction"
+    # the CNN hears the rendered progressions, and not a progression the audio does not play
+    assert given["chord_accuracy_cnn"]["n"] == 3 and given["chord_accuracy_cnn"]["mean"] > 0.6
+    assert given["chord_accuracy_cnn_chance"]["mean"] < given["chord_accuracy_cnn"]["mean"] - 0.3
+    assert rows["wrong_chords"]["chord_accuracy_cnn"] < 0.2
+    assert rows["clip_00000_given"]["judged_chords"][0][1] == 0.0
+    assert given["no_chord_fraction_cnn"]["mean"] < 0.2
+    # CREPE follows the rendered melody line better than another clip's
+    assert given["melody_accuracy_crepe"]["mean"] > given["melody_accuracy_crepe_chance"]["mean"]
+    assert given["melody_pitch_class_accuracy_crepe"]["mean"] >= given["melody_accuracy_crepe"]["mean"]
+    # real renders have stable partials
+    assert given["tonal_energy_fraction"]["mean"] > 0.3
+
+
+def test_realism_on_the_pretrained_embedding_and_the_real_clips_clarity(scored):
+    realism = scored[0]["realism"]
+    frechet = realism["frechet"]
+    assert frechet["embedding"] == "musicnn" and frechet["dimensions"] == 200 and frechet["reference_clips"] == 3
+    # chords_given holds exactly the reference clips (their 200-d vectors are O(1): distances between
+    # different sets are >= 1); with 4-5 s clips and 3 s patches a half may be too small for real_vs_real
+    assert frechet["groups"]["chords_given"] < 1e-3
+    assert frechet["distance"] > frechet["groups"]["chords_given"]  # clip 0 twice shifts the whole set
+    real = realism["tonal_energy_fraction"]["real"]
+    assert real["n"] == 3 and real["mean"] == pytest.approx(scored[0]["groups"]["chords_given"]["tonal_energy_fraction"]["mean"])
+
+
+def test_adherence_reads_each_judge_against_its_own_ceiling():
+    from model.evaluation.adherence import adherence_table, markdown
+
+    def stats(value):
+        return {"mean": value, "std": 0.0, "n": 4}
+
+    judges = {"chord_accuracy": {"name": "chordino (chords stage)"}, "chord_accuracy_cnn": {"name": "madmom_cnn_crf"}}
+    generated = {"judges": judges, "groups": {
+        "chords_given": {"chord_accuracy": stats(0.8), "chord_accuracy_cnn": stats(0.7),
+                         "chord_accuracy_chance": stats(0.05), "chord_accuracy_cnn_chance": stats(0.04),
+                         "tonal_energy_fraction": stats(0.2)},
+        "chords_dropped": {"chord_accuracy": stats(0.07), "chord_accuracy_cnn": stats(0.2)},
+        "all_given": {"chord_accuracy": stats(0.69), "chord_accuracy_cnn": stats(0.215),
+                      "tonal_energy_fraction": stats(0.1)}},
+        "realism": {"frechet": {"embedding": "musicnn", "real_vs_real": 10.0,
+                                "groups": {"chords_given": 25.0, "all_given": 80.0}},
+                    "tonal_energy_fraction": {"real": {"mean": 0.5, "n": 8}}}}
+    ceiling = {"groups": {"ceiling": {"chord_accuracy": stats(0.88), "chord_accuracy_cnn": stats(0.77),
+                                      "tonal_energy_fraction": stats(0.25)}},
+               "realism": {"frechet": {"distance": 20.0}}}
+    table = adherence_table(generated, ceiling)
+    rows = {(r["control"], r["metric"]): r for r in table["rows"]}
+    cnn_all = rows[("chords (all controls)", "chord_accuracy_cnn")]
+    assert cnn_all["judge"] == "madmom_cnn_crf" and cnn_all["ceiling"] == 0.77
+    assert cnn_all["chords_text"] == 0.7 and not cnn_all["meets_all_controls_target"]
+    assert not cnn_all["meets_conditioned_target"]
+    assert rows[("chords", "chord_accuracy")]["meets_dropped_target"]
+    assert not rows[("chords", "chord_accuracy_cnn")]["meets_dropped_target"]  # 0.2 > 0.04 + 0.05
+    frechet = {r["group"]: r for r in table["realism"]["frechet"]}
+    assert frechet["chords_given"]["meets_target"] and not frechet["all_given"]["meets_target"]
+    assert frechet["ceiling"]["over_real_vs_real"] == 2.0
+    clarity = table["realism"]["tonal_energy_fraction"]
+    assert clarity["groups"]["ceiling"] == 0.25 and clarity["over_real"]["all_given"] == pytest.approx(0.2)
+    assert "madmom_cnn_crf" in markdown(table) and "musicnn" in markdown(table)
+
+
+def test_spectrograms_of_one_request_real_ceiling_and_generated(generated, tmp_path, capsys):
+    from pipeline.manifest import read_manifest
+
+    manifest = generated / "reference.parquet"
+    tracks = dict(zip(*(read_manifest(manifest).column(c).to_pylist() for c in ("path", "track_id"))))
+    real = next(path for path in tracks if path.endswith("clip_00000.wav"))
+    ceiling = tmp_path / "ceiling" / "report.json"
+    ceiling.parent.mkdir()
+    ceiling.write_text(json.dumps({"format": REPORT_FORMAT, "sample_rate": 44100, "clips": [
+        {"id": "clip_00000", "wav": str(Path(real).resolve()), "duration_s": 4.0, "group": "ceiling",
+         "source_track": tracks[real]}]}))
+    out = tmp_path / "spectrograms.png"
+    report = generated / "generated" / "report.json"
+    argv = ["spectrograms", "--report", str(report), "--ceiling", str(ceiling), "--manifest", str(manifest),
+            "--out", str(out)]
+    assert chordflow_eval([*argv, "--clip", "clip_00000"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from model.evaluation.spectrograms import request_rows
+
+    rows = request_rows(report, ceiling, manifest, "clip_00000")
+    assert [name.split(" ")[0] for name, _ in rows] == ["real", "decode", "generated:"]
+    assert chordflow_eval([*argv, "--clip", "clip_00009"]) == 2 and "clip_00009" in capsys.readouterr().err

@@ -28,6 +28,7 @@ class ClipAnalysis:
     melody_index: np.ndarray | None = None  # (frames,) int16 at the melody stage's frame rate, -1 unvoiced
     onsets: np.ndarray | None = None  # (K,) seconds, on the separated drum part
     embedding: np.ndarray | None = None  # (windows, D) Fréchet embedding
+    judged: Any = None  # model.evaluation.judges.panel.JudgedClip: what the independent judges heard
     seconds: float = 0.0  # analysis wall time
     errors: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -60,6 +61,7 @@ class Analysers:
         self.melody = create_stage("melody", stages.melody)
         self.drums = create_stage("drums", stages.drums)
         self.skipped: dict[str, str] = {}
+        self._judges: Any = None
         self._ready: set[str] = set()
         self._reference_onsets: dict[Path, np.ndarray] = {}
         self._melody_requests: dict[Path, np.ndarray] = {}
@@ -74,8 +76,18 @@ class Analysers:
                 log.warning("eval: %s metrics skipped: %s", part, self.skipped[part])
         return part in self._ready
 
-    def analyse(self, clip: ClipRequest, embedding: bool) -> ClipAnalysis:
-        """Decode ``clip.wav`` once and run the analysers its request needs."""
+    @property
+    def judges(self) -> Any:
+        """The independent judges (:class:`model.evaluation.judges.panel.JudgePanel`), built on first use."""
+        if self._judges is None:
+            from model.evaluation.judges.panel import JudgePanel
+
+            self._judges = JudgePanel(self.config.judges)
+        return self._judges
+
+    def analyse(self, clip: ClipRequest, embedding: bool, judges: bool = False) -> ClipAnalysis:
+        """Decode ``clip.wav`` once and run the analysers its request needs; ``judges``: the
+        independent judges too (their embedding only with ``embedding``)."""
         from pipeline.audio import load_audio
         from model.evaluation.embedding import embed
         from stages.drums.onsets import detect_onsets
@@ -111,6 +123,12 @@ class Analysers:
                 mono, _ = _deliver(_Format(rate, 1), samples, sr)
                 result.embedding = embed(mono[0], self.config.frechet)
             parts.append(("frechet", frechet))
+        if judges:
+            def judged() -> None:
+                result.judged = self.judges.hear(samples, sr, melody=clip.melody is not None,
+                                                 melody_frame_rate=self.melody.config.frame_rate,
+                                                 embedding=embedding, errors=result.errors)
+            parts.append(("judges", judged))
         for name, run in parts:
             try:
                 run()

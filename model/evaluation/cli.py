@@ -33,6 +33,15 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     plot.add_argument("--params", default="params.yaml")
     plot.set_defaults(func=_plot)
 
+    spectrograms = actions.add_parser("spectrograms", help="one request: real clip, decode ceiling and generations "
+                                      "as stacked spectrograms (PNG)")
+    spectrograms.add_argument("--report", required=True, help="DIR/report.json of the generated held-out clips")
+    spectrograms.add_argument("--ceiling", required=True, help="the ceiling run's report.json")
+    spectrograms.add_argument("--manifest", required=True, help="manifest naming the real source tracks")
+    spectrograms.add_argument("--clip", required=True, help="held-out request id, e.g. heldout_000")
+    spectrograms.add_argument("--out", required=True, help="output PNG")
+    spectrograms.set_defaults(func=_spectrograms)
+
     adherence = actions.add_parser("adherence", help="generated adherence vs chance and the decode ceiling (table)")
     adherence.add_argument("--generated", required=True, help="metrics JSON of the generated held-out clips")
     adherence.add_argument("--ceiling", required=True, help="metrics JSON of the ceiling run (codec round trip)")
@@ -73,6 +82,25 @@ def _plot(args: argparse.Namespace) -> int:
         return _fail(exc)
     print(out)
     return 0
+
+
+def _spectrograms(args: argparse.Namespace) -> int:
+    from model.evaluation.spectrograms import plot_spectrograms, request_rows
+
+    try:
+        rows = request_rows(args.report, args.ceiling, args.manifest, args.clip)
+        seconds = max(_duration(path) for _, path in rows[1:])
+        out = plot_spectrograms(rows, args.out, title=f"held-out request {args.clip}", seconds=seconds)
+    except (KeyError, ValueError, OSError) as exc:
+        return _fail(exc)
+    print(out)
+    return 0
+
+
+def _duration(path: object) -> float:
+    from pipeline.audio import probe_audio
+
+    return probe_audio(path).duration
 
 
 def _cell(stats: dict[str, Any] | None) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from model.evaluation.embedding import EmbeddingConfig
+from model.evaluation.judges.panel import JudgesConfig
 from pipeline.config import ConfigError, load_section, read_params_if_present
 from stages.chords.stage import ChordsConfig
 from stages.drums.config import DrumsConfig
@@ -25,6 +26,8 @@ class ModelEvalConfig:
     #: Clips of the reference manifest embedded for the Fréchet distance (0 = all).
     reference_limit: int = 0
     frechet: EmbeddingConfig = EmbeddingConfig()
+    #: The independent judges (model/evaluation/judges): CNN chords, CREPE melody, clarity, musicnn.
+    judges: JudgesConfig = JudgesConfig()
 
     def __post_init__(self) -> None:
         if self.onset_tolerance_s <= 0 or self.reference_limit < 0:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -120,10 +120,10 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return max(0.0, mean_term + float(np.trace(cov_a) + np.trace(cov_b)) - 2.0 * trace_cross)
 
 
-def embed_manifest(manifest: str | Path, config: EmbeddingConfig, limit: int = 0,
-                   progress: bool = True) -> tuple[list[np.ndarray], list[str]]:
-    """Embeddings of the first ``limit`` (0 = all) tracks of a manifest, in manifest order, and the
-    ``"path: reason"`` of each track that could not be decoded (left out)."""
+def over_manifest(manifest: str | Path, function: Callable[[np.ndarray, int], Any], sample_rate: int,
+                  limit: int = 0, progress: bool = True, desc: str = "reference") -> tuple[list[Any], list[str]]:
+    """``function((1, N) mono audio, sample_rate)`` of the first ``limit`` (0 = all) tracks of a
+    manifest, in manifest order, and the ``"path: reason"`` of each track that failed (left out)."""
     from tqdm import tqdm
 
     from pipeline.audio import load_audio
@@ -131,14 +131,21 @@ def embed_manifest(manifest: str | Path, config: EmbeddingConfig, limit: int = 0
 
     paths = read_manifest(manifest).column("path").to_pylist()
     paths = paths[:limit] if limit else paths
-    embeddings, failed = [], []
-    for path in tqdm(paths, desc="reference embedding", unit="clip", disable=not progress):
+    results, failed = [], []
+    for path in tqdm(paths, desc=desc, unit="clip", disable=not progress):
         try:
-            samples, _ = load_audio(path, sample_rate=config.sample_rate, channels=1)
-            embeddings.append(embed(samples[0], config))
+            samples, _ = load_audio(path, sample_rate=sample_rate, channels=1)
+            results.append(function(samples, sample_rate))
         except Exception as exc:  # an unreadable reference clip is left out, and counted
             failed.append(f"{path}: {type(exc).__name__}: {exc}")
-    return embeddings, failed
+    return results, failed
+
+
+def embed_manifest(manifest: str | Path, config: EmbeddingConfig, limit: int = 0,
+                   progress: bool = True) -> tuple[list[np.ndarray], list[str]]:
+    """Hand-made embeddings of the first ``limit`` (0 = all) tracks of a manifest (see :func:`over_manifest`)."""
+    return over_manifest(manifest, lambda samples, _: embed(samples[0], config), config.sample_rate, limit, progress,
+                         desc="reference embedding")
 
 
 def _distance_or_reason(a: list[np.ndarray], b: list[np.ndarray]) -> float | str:
@@ -150,15 +157,15 @@ def _distance_or_reason(a: list[np.ndarray], b: list[np.ndarray]) -> float | str
 
 
 def frechet_section(generated: Mapping[str, np.ndarray | None], groups: Mapping[str, str],
-                    reference_manifest: str | Path, config: EmbeddingConfig, limit: int = 0,
-                    progress: bool = True) -> dict[str, Any]:
-    """The metrics' ``frechet`` entry: distance of all generated windows (and of each group's) to
-    the reference manifest's, plus ``real_vs_real``: the distance between the even and the odd
-    reference clips, a scale reference (each half has fewer windows, which biases it upwards)."""
-    reference, failed = embed_manifest(reference_manifest, config, limit, progress)
+                    reference: list[np.ndarray], failed: list[str], reference_manifest: str | Path,
+                    description: Mapping[str, Any]) -> dict[str, Any]:
+    """A metrics' Fréchet entry: distance of all generated windows (and of each group's) to the
+    reference clips' windows, plus ``real_vs_real``: the distance between the even and the odd
+    reference clips, a scale reference (each half has fewer windows, which biases it upwards).
+    ``description``: what embedded them (name, dimensions, window...), copied into the entry."""
     present = {clip: e for clip, e in generated.items() if e is not None and len(e)}
     section: dict[str, Any] = {
-        "embedding": EMBEDDING_NAME, "dimensions": config.dimensions, "window_s": config.window_s,
+        **description,
         "reference_manifest": str(reference_manifest), "reference_clips": len(reference),
         "reference_failed": len(failed), "reference_windows": int(sum(len(e) for e in reference)),
         "generated_clips": len(present), "generated_windows": int(sum(len(e) for e in present.values())),
@@ -170,3 +177,12 @@ def frechet_section(generated: Mapping[str, np.ndarray | None], groups: Mapping[
     if failed:
         section["reference_failed_examples"] = failed[:3]
     return section
+
+
+def handmade_frechet(generated: Mapping[str, np.ndarray | None], groups: Mapping[str, str],
+                     reference_manifest: str | Path, config: EmbeddingConfig, limit: int = 0,
+                     progress: bool = True) -> dict[str, Any]:
+    """The ``frechet`` entry on this module's weight-free embedding."""
+    reference, failed = embed_manifest(reference_manifest, config, limit, progress)
+    return frechet_section(generated, groups, reference, failed, reference_manifest,
+                           {"embedding": EMBEDDING_NAME, "dimensions": config.dimensions, "window_s": config.window_s})

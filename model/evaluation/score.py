@@ -47,9 +47,18 @@ from stages.drums.constants import ONSET_WINDOW_S
 METRICS_FORMAT = "chordflow.model_eval/1"
 #: Per-clip score columns, in table order; each also has a ``<name>_chance`` twin.
 SCORES: tuple[str, ...] = ("chord_accuracy", "chord_iou", "melody_accuracy", "melody_pitch_class_accuracy",
-                           "onset_f1")
+                           "onset_f1", "chord_accuracy_cnn", "melody_accuracy_crepe",
+                           "melody_pitch_class_accuracy_crepe")
 #: Per-clip descriptive columns (aggregated too, no chance twin).
-DESCRIPTIVE: tuple[str, ...] = ("no_chord_fraction",)
+DESCRIPTIVE: tuple[str, ...] = ("no_chord_fraction", "no_chord_fraction_cnn", "tonal_energy_fraction")
+#: Which analyser hears each column: a stage (the extractors that made the training conditions) or a
+#: judge role of model/evaluation/judges/panel.py (independent of them).
+COLUMN_JUDGES: dict[str, str] = {
+    "chord_accuracy": "stage:chords", "chord_iou": "stage:chords", "no_chord_fraction": "stage:chords",
+    "melody_accuracy": "stage:melody", "melody_pitch_class_accuracy": "stage:melody", "onset_f1": "stage:drums",
+    "chord_accuracy_cnn": "judge:chords", "no_chord_fraction_cnn": "judge:chords",
+    "melody_accuracy_crepe": "judge:melody", "melody_pitch_class_accuracy_crepe": "judge:melody",
+    "tonal_energy_fraction": "judge:clarity"}
 SEMITONES_PER_OCTAVE = 12
 
 
@@ -124,6 +133,13 @@ def onset_f1(reference: np.ndarray, estimated: np.ndarray, tolerance_s: float = 
     return float(mir_eval.onset.f_measure(np.sort(reference), np.sort(estimated), window=tolerance_s)[0])
 
 
+def no_chord_share(timeline: Sequence[tuple[str, float, float]]) -> float:
+    """Share of a (label, start, end) timeline's duration labelled ``N`` (NaN when it lasts nothing)."""
+    total = sum(end - start for _, start, end in timeline)
+    silent = sum(end - start for label, start, end in timeline if label == "N")
+    return silent / total if total > 0 else math.nan
+
+
 def chance_partners(clips: Sequence[ClipRequest], key: Callable[[ClipRequest], Any]) -> dict[str, str | None]:
     """For each clip whose ``key`` is not None: the next clip of its group (report order, cyclic)
     with a non-None, different key; None when the group has no such clip."""
@@ -158,6 +174,24 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
+def column_judges(analysers: Any, judges: bool) -> dict[str, dict[str, str]]:
+    """Per score column: who heard it (the stage, or the independent judge with its package and version)."""
+    stages = {"chords": {"name": "chordino (chords stage)", "package": "chord-extractor",
+                         "model": "NNLS-Chroma/Chordino vamp plugin: made the training chord conditions"},
+              "melody": {"name": f"deepsalience {analysers.melody.config.model} (melody stage)", "package": "chordflow",
+                         "model": "DeepSalience port: made the training melody conditions"},
+              "drums": {"name": f"{analysers.drums.config.separator} separation + onsets (drums stage)",
+                        "package": "chordflow", "model": "the drums stage's separator and onset detector"}}
+    out = {}
+    for column, who in COLUMN_JUDGES.items():
+        kind, role = who.split(":")
+        if kind == "stage":
+            out[column] = stages[role]
+        elif judges:
+            out[column] = analysers.judges.identity(role).as_dict()
+    return out
+
+
 # ----------------------------------------------------------------------------- the whole report
 def _chord_scores(clip: ClipRequest, analysis: Any, request: ClipRequest, analysers: Any) -> dict[str, float]:
     from stages.chords.frames import timeline_to_frames
@@ -189,9 +223,29 @@ def _drum_scores(clip: ClipRequest, analysis: Any, request: ClipRequest, analyse
                                  analysers.config.onset_tolerance_s)}
 
 
-#: Per control: the function scoring a clip's extraction against a request's control.
-SCORERS: dict[str, Callable[..., dict[str, float]]] = {
-    "chords": _chord_scores, "melody": _melody_scores, "drums": _drum_scores}
+def _judged_chord_scores(clip: ClipRequest, analysis: Any, request: ClipRequest, analysers: Any) -> dict[str, float]:
+    judged = analysis.judged
+    if judged is None or judged.timeline is None or not request.chords:
+        return {}
+    return {"chord_accuracy_cnn": chord_accuracy(request.chords, clip.duration_s, judged.timeline,
+                                                 analysers.config.chord_metric)}
+
+
+def _judged_melody_scores(clip: ClipRequest, analysis: Any, request: ClipRequest, analysers: Any) -> dict[str, float]:
+    judged = analysis.judged
+    if judged is None or judged.melody_index is None or request.melody is None:
+        return {}
+    wanted = requested_melody_index(analysers.melody_request(request.melody), len(judged.melody_index),
+                                    analysers.melody.config.frame_rate, request.melody_frame_rate)
+    exact, pitch_class, _ = melody_accuracy(judged.melody_index, wanted)
+    return {"melody_accuracy_crepe": exact, "melody_pitch_class_accuracy_crepe": pitch_class}
+
+
+#: (name, control, function scoring a clip's extraction against a request's control); the chance
+#: pairing is per control.
+SCORERS: tuple[tuple[str, str, Callable[..., dict[str, float]]], ...] = (
+    ("chords", "chords", _chord_scores), ("melody", "melody", _melody_scores), ("drums", "drums", _drum_scores),
+    ("judge_chords", "chords", _judged_chord_scores), ("judge_melody", "melody", _judged_melody_scores))
 
 
 def _chance_keys(analysers: Any) -> dict[str, Callable[[ClipRequest], Any]]:
@@ -217,20 +271,26 @@ def clip_row(clip: ClipRequest, analysis: Any, partners: Mapping[str, Mapping[st
                            "duration_s": analysis.duration_s, "analysis_seconds": round(analysis.seconds, 3)}
     errors = dict(analysis.errors)
     chance_clips: dict[str, str] = {}
-    for control, scorer in SCORERS.items():
+    for scorer_name, control, scorer in SCORERS:
         partner = partners.get(control, {}).get(clip.id)
         requests = [("", clip)] + ([("_chance", by_id[partner])] if partner else [])
         for suffix, request in requests:
             try:
                 row.update({f"{name}{suffix}": value for name, value in scorer(clip, analysis, request, analysers).items()})
             except Exception as exc:  # e.g. an unreadable melody matrix or reference drums file
-                errors[f"score_{control}{suffix}"] = f"{type(exc).__name__}: {exc}"
+                errors[f"score_{scorer_name}{suffix}"] = f"{type(exc).__name__}: {exc}"
         if partner:
             chance_clips[control] = partner
     row["chance_clips"] = chance_clips
     if analysis.chord_frames is not None and len(analysis.chord_frames):
         row["no_chord_fraction"] = float(np.mean(analysis.chord_frames == NO_CHORD_INDEX))
+    judged = analysis.judged
+    if judged is not None and judged.timeline:
+        row["no_chord_fraction_cnn"] = no_chord_share(judged.timeline)
+    if judged is not None and judged.tonal_energy_fraction is not None:
+        row["tonal_energy_fraction"] = judged.tonal_energy_fraction
     row["extracted_chords"] = [list(s) for s in analysis.timeline] if analysis.timeline is not None else None
+    row["judged_chords"] = [list(s) for s in judged.timeline] if judged is not None and judged.timeline else None
     row["errors"] = errors
     return row
 
@@ -244,14 +304,16 @@ def evaluate_report(report_path: str | Path, params: Mapping[str, Any] | str | P
     from tqdm import tqdm
 
     from model.evaluation.analysis import Analysers
-    from model.evaluation.embedding import frechet_section
+    from model.evaluation.embedding import handmade_frechet
+    from model.evaluation.realism import realism_section
     from model.evaluation.report import read_report
 
     started = time.perf_counter()
     config, stages = eval_settings(params)
     report = read_report(report_path)
     analysers = Analysers(stages, config)
-    analyses = {clip.id: analysers.analyse(clip, embedding=reference_manifest is not None)
+    judges = config.judges.enabled
+    analyses = {clip.id: analysers.analyse(clip, embedding=reference_manifest is not None, judges=judges)
                 for clip in tqdm(report.clips, desc="eval", unit="clip", disable=not progress)}
     by_id = {clip.id: clip for clip in report.clips}
     partners = {control: chance_partners(report.clips, key) for control, key in _chance_keys(analysers).items()}
@@ -268,7 +330,8 @@ def evaluate_report(report_path: str | Path, params: Mapping[str, Any] | str | P
         "chord_metric": config.chord_metric,
         "onset_tolerance_s": config.onset_tolerance_s,
         "groups": summarize(rows),
-        "skipped": dict(analysers.skipped),
+        "skipped": {**analysers.skipped, **({f"judge_{role}": reason for role, reason in analysers.judges.skipped.items()}
+                                            if judges else {})},
         "errors": errors,
     }
     if reference_manifest is None:
@@ -276,8 +339,13 @@ def evaluate_report(report_path: str | Path, params: Mapping[str, Any] | str | P
     else:
         limit = config.reference_limit if reference_limit is None else reference_limit
         generated = {clip.id: analyses[clip.id].embedding for clip in report.clips}
-        metrics["frechet"] = frechet_section(generated, {c.id: c.group for c in report.clips}, reference_manifest,
-                                             config.frechet, limit, progress)
+        metrics["frechet"] = handmade_frechet(generated, {c.id: c.group for c in report.clips}, reference_manifest,
+                                              config.frechet, limit, progress)
+        if judges:
+            embedded = {clip.id: getattr(analyses[clip.id].judged, "embedding", None) for clip in report.clips}
+            metrics["realism"] = realism_section(embedded, {c.id: c.group for c in report.clips}, reference_manifest,
+                                                 analysers.judges, limit, progress)
+    metrics["judges"] = column_judges(analysers, judges)
     metrics["timing"] = {
         "seconds": round(time.perf_counter() - started, 3),
         "analysis_seconds_per_clip": round(float(np.mean(seconds)), 3) if seconds else None,

@@ -1,0 +1,57 @@
+"""Does the generated audio sound like the real clips? The metrics' ``realism`` entry.
+
+Two figures from the independent judges (model/evaluation/judges), each beside its real-audio
+reference measured the same way in the same run:
+
+* ``frechet``: the Fréchet distance on the pretrained musicnn (MSD) embedding, generated vs the
+  reference manifest's real clips, per group, and ``real_vs_real`` (even vs odd real clips), the
+  scale a good generator approaches;
+* ``tonal_energy_fraction``: the share of energy in stable, prominent partials
+  (:mod:`model.evaluation.judges.clarity`) of the real clips (mean, std, n); each group's mean is in
+  the metrics' ``groups``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from model.evaluation.embedding import frechet_section, over_manifest
+
+
+def _mean_std(values: list[float]) -> dict[str, float | int]:
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    if not finite:
+        return {"n": 0}
+    return {"mean": float(np.mean(finite)), "std": float(np.std(finite)), "n": len(finite)}
+
+
+def realism_section(generated: Mapping[str, np.ndarray | None], groups: Mapping[str, str],
+                    reference_manifest: str | Path, panel: Any, limit: int = 0,
+                    progress: bool = True) -> dict[str, Any]:
+    """``generated``: clip id -> its (windows, D) musicnn embedding (None when not embedded);
+    ``panel``: the :class:`~model.evaluation.judges.panel.JudgePanel` that embedded them."""
+    section: dict[str, Any] = {}
+    if panel.ready("embedding"):
+        from model.evaluation.judges.musicnn import PATCH_SECONDS, SAMPLE_RATE
+
+        judge = panel.members["embedding"]
+        reference, failed = over_manifest(reference_manifest, judge.embed, SAMPLE_RATE, limit, progress,
+                                          desc="reference musicnn")
+        section["frechet"] = frechet_section(generated, groups, reference, failed, reference_manifest,
+                                             {"embedding": judge.identity.name, "judge": judge.identity.as_dict(),
+                                              "dimensions": judge.config.dimensions,
+                                              "window_s": PATCH_SECONDS, "hop_s": judge.config.hop_s})
+    else:
+        section["frechet"] = {"skipped": panel.skipped.get("embedding", "not set up")}
+    if panel.ready("clarity"):
+        judge = panel.members["clarity"]
+        values, failed = over_manifest(reference_manifest, judge.hear, judge.config.sample_rate, limit, progress,
+                                       desc="reference clarity")
+        section["tonal_energy_fraction"] = {"judge": judge.identity.as_dict(), "real": _mean_std(values),
+                                            "reference_failed": len(failed)}
+    else:
+        section["tonal_energy_fraction"] = {"skipped": panel.skipped.get("clarity", "not set up")}
+    return section
