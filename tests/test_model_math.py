@@ -219,6 +219,30 @@ def test_multi_source_guidance_formula_in_one_forward_pass(w_all, w_txt):
     assert math.isclose(sum(weights.values()), 1.0)
 
 
+@pytest.mark.parametrize("w_all, w_txt, w_rest", [(4.0, -1.0, 1.0), (3.0, 0.0, 0.0), (2.0, 0.5, 2.0)])
+def test_drums_and_melody_guided_apart_from_the_chords(w_all, w_txt, w_rest):
+    """v = v(none) + (a+t)[v(text)-v(none)] + a[v(text+chords)-v(text)] + r[v(all)-v(text+chords)]."""
+    generator = MusicGenerator.__new__(MusicGenerator)
+    generator.model = _RecordingModel()
+    generator.params = GenerateConfig(cfg_coef_all=w_all, cfg_coef_txt=w_txt, cfg_coef_drums_melody=w_rest)
+    cond = random_conditions(2, 6).with_keep(keep_mask_from_flags(1, chords=True, drums=True, melody=True,
+                                                                  text=True)[0])
+    out = generator.guided_velocity(cond)(torch.tensor(0.25), torch.zeros(2, 6, TINY.latent_dim))
+    v_tc = BRANCH_CODE["chords"] + BRANCH_CODE["text"]
+    v_all, v_txt = v_tc + BRANCH_CODE["drums"] + BRANCH_CODE["melody"], BRANCH_CODE["text"]
+    expected = (w_all + w_txt) * v_txt + w_all * (v_tc - v_txt) + w_rest * (v_all - v_tc)
+    assert torch.allclose(out, torch.full_like(out, expected))
+    weights = guidance_weights(w_all, w_txt, w_rest)
+    assert math.isclose(sum(weights.values()), 1.0)
+    assert generator.model.batch_sizes == [2 * sum(1 for w in weights.values() if w != 0)]
+    # chords alone: the text+chords branch is the full one, so nothing extra is computed
+    generator.model = _RecordingModel()
+    chords_only = cond.with_keep(keep_mask_from_flags(1, chords=True, text=True)[0])
+    out = generator.guided_velocity(chords_only)(torch.tensor(0.25), torch.zeros(2, 6, TINY.latent_dim))
+    assert torch.allclose(out, torch.full_like(out, w_all * v_tc + w_txt * v_txt))
+    assert generator.model.batch_sizes == [2 * sum(1 for w in guidance_weights(w_all, w_txt).values() if w != 0)]
+
+
 def test_guidance_applies_only_inside_its_time_interval():
     generator = MusicGenerator.__new__(MusicGenerator)
     generator.model = _RecordingModel()

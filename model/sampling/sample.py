@@ -55,9 +55,15 @@ class GenerationError(ValueError):
     """Controls that do not fit the request (wrong shapes, counts)."""
 
 
-def guidance_weights(cfg_coef_all: float, cfg_coef_txt: float) -> dict[str, float]:
-    """Weights of the (all, text-only, none) velocities; they sum to 1."""
-    return {"all": cfg_coef_all, "text": cfg_coef_txt, "none": 1.0 - cfg_coef_all - cfg_coef_txt}
+def guidance_weights(cfg_coef_all: float, cfg_coef_txt: float,
+                     cfg_coef_drums_melody: float | None = None) -> dict[str, float]:
+    """Weights of the (all, text + chords, text-only, none) velocities; they sum to 1.
+
+    v = v(none) + (a + t) [v(text) - v(none)] + a [v(text+chords) - v(text)] + r [v(all) - v(text+chords)]
+    with a = ``cfg_coef_all``, t = ``cfg_coef_txt``, r = ``cfg_coef_drums_melody`` (None: r = a, the
+    two-term mix, where the text+chords velocity cancels)."""
+    rest = cfg_coef_all if cfg_coef_drums_melody is None else cfg_coef_drums_melody
+    return {"all": rest, "chords": cfg_coef_all - rest, "text": cfg_coef_txt, "none": 1.0 - cfg_coef_all - cfg_coef_txt}
 
 
 def _per_item(value: Any, batch: int, what: str, is_single) -> list[Any]:
@@ -240,13 +246,17 @@ class MusicGenerator:
 
     # ------------------------------------------------------------------ sampling
     def guided_velocity(self, cond: Conditions):
-        """The solver's velocity function: the guidance mix of (all, text-only, none), one forward pass."""
+        """The solver's velocity function: the guidance mix of (all, text + chords, text-only, none)
+        (:func:`guidance_weights`), one forward pass."""
         if self.is_jasco:
             return self._jasco_velocity(cond)
-        w = guidance_weights(self.params.cfg_coef_all, self.params.cfg_coef_txt)
+        w = guidance_weights(self.params.cfg_coef_all, self.params.cfg_coef_txt, self.params.cfg_coef_drums_melody)
         given = cond.keep
         text_only = given & keep_mask_from_flags(1, text=True)[0].to(given.device)
-        branches = [("all", given), ("text", text_only), ("none", torch.zeros_like(given))]
+        text_chords = given & keep_mask_from_flags(1, text=True, chords=True)[0].to(given.device)
+        if torch.equal(text_chords, given):  # no drums or melody given: v(all) is v(text + chords)
+            w = {**w, "all": w["all"] + w["chords"], "chords": 0.0}
+        branches = [("all", given), ("chords", text_chords), ("text", text_only), ("none", torch.zeros_like(given))]
         branches = [(name, keep) for name, keep in branches if w[name] != 0.0]
         stacked = Conditions.cat([cond.with_keep(keep) for _, keep in branches])
         n = len(branches)
