@@ -78,6 +78,12 @@ class Provenance:
     torch_version: str | None = None
 
 
+def recorded_settings(generate: Mapping[str, Any]) -> dict[str, Any]:
+    """A checkpoint's recorded generation settings as the code that trained it meant them: a file from
+    before drums and melody had their own guidance weight guided every temporal control by one."""
+    return {"cfg_coef_drums_melody": None, **generate}
+
+
 @dataclass(frozen=True, eq=False)  # eq=False: weights are tensors, field-wise == is meaningless
 class RunArtifact:
     """Everything sampling needs, and nothing else."""
@@ -117,7 +123,7 @@ class RunArtifact:
             stats=load_config(NormalisationStats, payload["stats"], where=f"{where}.stats"),
             normalisation=str(payload["normalisation"]),
             text=load_config(TextConfig, payload["text"], where=f"{where}.text"),
-            generate=load_config(GenerateConfig, payload["generate"], where=f"{where}.generate"),
+            generate=load_config(GenerateConfig, recorded_settings(payload["generate"]), where=f"{where}.generate"),
             model_weights=_weights(payload["weights"]["model"], "model"),
             ema_weights=_weights(payload["weights"]["ema"], "ema") if payload["weights"]["ema"] is not None else None,
             provenance=load_config(Provenance, payload["provenance"], where=f"{where}.provenance"),

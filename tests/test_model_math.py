@@ -205,7 +205,7 @@ class _RecordingModel(torch.nn.Module):
 def test_multi_source_guidance_formula_in_one_forward_pass(w_all, w_txt):
     generator = MusicGenerator.__new__(MusicGenerator)
     generator.model = _RecordingModel()
-    generator.params = GenerateConfig(cfg_coef_all=w_all, cfg_coef_txt=w_txt)
+    generator.params = GenerateConfig(cfg_coef_all=w_all, cfg_coef_txt=w_txt, cfg_coef_drums_melody=None)
     cond = random_conditions(2, 6).with_keep(keep_mask_from_flags(1, chords=True, melody=True, text=True)[0])  # chords+melody+text
     velocity = generator.guided_velocity(cond)
     out = velocity(torch.tensor(0.5), torch.zeros(2, 6, TINY.latent_dim))
@@ -246,7 +246,8 @@ def test_drums_and_melody_guided_apart_from_the_chords(w_all, w_txt, w_rest):
 def test_guidance_applies_only_inside_its_time_interval():
     generator = MusicGenerator.__new__(MusicGenerator)
     generator.model = _RecordingModel()
-    generator.params = GenerateConfig(cfg_coef_all=4.0, cfg_coef_txt=-1.0, guidance_interval=(0.0, 0.5))
+    generator.params = GenerateConfig(cfg_coef_all=4.0, cfg_coef_txt=-1.0, cfg_coef_drums_melody=None,
+                                      guidance_interval=(0.0, 0.5))
     cond = random_conditions(2, 6).with_keep(keep_mask_from_flags(1, chords=True, drums=True, text=True)[0])  # chords+drums+text
     velocity = generator.guided_velocity(cond)
     x = torch.zeros(2, 6, TINY.latent_dim)
