@@ -6,7 +6,7 @@ model can please them without sounding like music. Each judge here is a pretrain
 package that ships its weights, trained on real recordings, and built on none of those stages:
 
 * :mod:`.chords_cnn` — madmom's CNN chord recogniser (deep chroma-free CNN features + CRF), majmin;
-* :mod:`.melody_crepe` — CREPE (torchcrepe) f0 of the clip, folded to JASCO's 53 semitones;
+* :mod:`.melody_crepe` — CREPE (torchcrepe) f0 of the clip as JASCO's 53 semitones (out of range: unvoiced);
 * :mod:`.musicnn` — musicnn (MSD) embeddings for a Fréchet distance on a pretrained audio embedding.
 
 Every judge names itself (:class:`JudgeIdentity`) so that metrics say which judge made each number.
