@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from model.evaluation.judges.clarity import HarmonicClarity
+from model.evaluation.judges.clarity import HarmonicClarity, band_power
 from pipeline.atomic import save_png
 
 SAMPLE_RATE = 22050
@@ -30,19 +30,10 @@ DPI = 110
 
 def log_spectrogram(samples: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(C, n) audio -> (dB (bins, frames) relative to its peak, frequencies (bins,), times (frames,))."""
-    from pipeline.audio import resample
-
-    mono = np.asarray(samples, dtype=np.float32).mean(axis=0)
-    if sr != SAMPLE_RATE:
-        mono = resample(mono[None], sr, SAMPLE_RATE)[0]
-    mono = np.pad(mono, (0, max(0, N_FFT - len(mono))))
-    frames = np.lib.stride_tricks.sliding_window_view(mono, N_FFT)[::HOP]
-    power = np.abs(np.fft.rfft(frames * np.hanning(N_FFT), axis=1)).T ** 2
-    freqs = np.fft.rfftfreq(N_FFT, 1.0 / SAMPLE_RATE)
-    band = (freqs >= FMIN_HZ) & (freqs <= FMAX_HZ)
-    db = 10.0 * np.log10(power[band] + 1e-12)
-    times = (np.arange(power.shape[1]) * HOP + N_FFT / 2) / SAMPLE_RATE
-    return np.maximum(db - db.max(), -DYNAMIC_RANGE_DB), freqs[band], times
+    power, freqs = band_power(samples, sr, SAMPLE_RATE, N_FFT, HOP, FMIN_HZ, FMAX_HZ)
+    db = 10.0 * np.log10(power.T + 1e-12)
+    times = (np.arange(power.shape[0]) * HOP + N_FFT / 2) / SAMPLE_RATE
+    return np.maximum(db - db.max(), -DYNAMIC_RANGE_DB), freqs, times
 
 
 def plot_spectrograms(rows: Sequence[tuple[str, Path]], out: str | Path, title: str = "",

@@ -52,6 +52,26 @@ class ClarityConfig:
             raise ConfigError(f"model_eval.clarity: need positive sizes and hop <= n_fft, got {self}")
 
 
+def band_power(samples: np.ndarray, sr: int, sample_rate: int, n_fft: int, hop: int, fmin: float,
+               fmax: float) -> tuple[np.ndarray, np.ndarray]:
+    """(C, n) or (n,) audio -> ((frames, bins) float64 Hann-STFT power of the mono mix at ``sample_rate``
+    within ``[fmin, fmax]``, the bins' frequencies (bins,)); frame k starts at sample k * hop, and audio
+    shorter than one window is zero-padded to it."""
+    mono = np.asarray(samples, dtype=np.float32)
+    mono = mono.mean(axis=0) if mono.ndim == 2 else mono
+    if sr != sample_rate:
+        from pipeline.audio import resample
+
+        mono = resample(mono[None], sr, sample_rate)[0]
+    if len(mono) < n_fft:
+        mono = np.pad(mono, (0, n_fft - len(mono)))
+    frames = np.lib.stride_tricks.sliding_window_view(mono, n_fft)[::hop]
+    spectrum = np.fft.rfft(frames * np.hanning(n_fft).astype(np.float32), axis=1)
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    band = (freqs >= fmin) & (freqs <= fmax)
+    return (np.abs(spectrum[:, band]) ** 2).astype(np.float64), freqs[band]
+
+
 class HarmonicClarity:
     """The statistic above, as a judge: ``hear(samples (C, n), sr) -> float`` in [0, 1] (NaN when silent)."""
 
@@ -67,19 +87,7 @@ class HarmonicClarity:
     def power(self, samples: np.ndarray, sr: int) -> np.ndarray:
         """(C, n) audio -> (frames, bins) STFT power of the mono mix in ``[fmin, fmax]``."""
         cfg = self.config
-        mono = np.asarray(samples, dtype=np.float32)
-        mono = mono.mean(axis=0) if mono.ndim == 2 else mono
-        if sr != cfg.sample_rate:
-            from pipeline.audio import resample
-
-            mono = resample(mono[None], sr, cfg.sample_rate)[0]
-        if len(mono) < cfg.n_fft:
-            mono = np.pad(mono, (0, cfg.n_fft - len(mono)))
-        frames = np.lib.stride_tricks.sliding_window_view(mono, cfg.n_fft)[::cfg.hop]
-        spectrum = np.fft.rfft(frames * np.hanning(cfg.n_fft).astype(np.float32), axis=1)
-        freqs = np.fft.rfftfreq(cfg.n_fft, 1.0 / cfg.sample_rate)
-        band = (freqs >= cfg.fmin) & (freqs <= cfg.fmax)
-        return (np.abs(spectrum[:, band]) ** 2).astype(np.float64)
+        return band_power(samples, sr, cfg.sample_rate, cfg.n_fft, cfg.hop, cfg.fmin, cfg.fmax)[0]
 
     def stable_peaks(self, power: np.ndarray) -> np.ndarray:
         """(frames, bins) power -> (frames, bins) bool: stable prominent peaks (see the module doc)."""
