@@ -1,16 +1,21 @@
 """Throughput of the chords stage, and its overhead over calling Chordino directly.
 
-    python bench/bench_chords.py [--manifest manifests/demo.parquet] [--limit N] [--workers 2] [--json OUT]
+    python bench/bench_chords.py [--manifest manifests/demo.parquet] [--limit N] [--workers 2] [--reference] [--json OUT]
 
-Every track is decoded once (44.1 kHz mono, not timed). Then, on the same samples:
+First ``decode + extract``: each track decoded at the stage's rate (mono) and extracted, as a worker
+does it (the figure issue 19 compares). Then every track is decoded once (not timed) and, on the
+same samples:
 
-* ``plugin``: ``vamp.collect(samples, sr, "nnls-chroma:chordino")`` alone, the plugin's defaults;
+* ``plugin``: ``vamp.collect(samples, sr, "nnls-chroma:chordino")`` alone, at the stage's framing;
 * ``extract``: ``ChordsExtractor.extract`` (padding + plugin + label normalisation + boundary
   refinement + frame indices), and the same without refinement;
 
 and end to end (decode + extract + shard writing) with ``run_stage`` on the serial executor and on
-the process executor with ``--workers`` workers. Figures are audio seconds per CPU second (all
-processes' CPU, the pool's included) and per wall second.
+the process executor with ``--workers`` workers. ``--reference`` adds what chordflow replaces: AudioCraft's
+extract_chords.py way, ``chord_extractor``'s ``Chordino().extract_many`` (librosa.load at 22.05 kHz,
+the plugin's 16384/2048 framing) with one extractor and one preprocessor, as a whole process.
+Figures are audio seconds per CPU second (all processes' CPU, the pool's included) and per wall
+second; run with OMP_NUM_THREADS=1 on a quiet machine.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +44,12 @@ from stages.chords.chordino import PLUGIN_KEY, load_vamp  # noqa: E402
 
 DEFAULT_MANIFEST = "manifests/demo.parquet"
 TRACKS_PER_SHARD = 8
+#: The reference (issue 19): chord_extractor as AudioCraft's extract_chords.py calls it, one worker each.
+REFERENCE_SCRIPT = """
+import sys
+from chord_extractor.extractors import Chordino
+Chordino().extract_many(sys.argv[1:], num_extractors=1, num_preprocessors=1)
+"""
 
 
 def cpu_seconds() -> float:
@@ -71,6 +83,7 @@ def main() -> int:
     parser.add_argument("--manifest", default=DEFAULT_MANIFEST)
     parser.add_argument("--limit", type=int, help="use the first N tracks")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--reference", action="store_true", help="also time chord_extractor's extract_many (issue 19)")
     parser.add_argument("--json", help="write the figures as JSON here")
     args = parser.parse_args()
 
@@ -80,14 +93,29 @@ def main() -> int:
     stage = create_stage("chords", {})
     stage.setup()
     rate = stage.config.sample_rate
-    decoded = [load_audio(path, sample_rate=rate, channels=1)[0] for path in table.column("path").to_pylist()]
+    paths = table.column("path").to_pylist()
+    decoded: list = []
+
+    def decode_and_extract() -> None:
+        for path in paths:
+            decoded.append(load_audio(path, sample_rate=rate, channels=stage.channels)[0])
+            stage.extract(decoded[-1], rate)
+
+    decode_cpu, decode_wall = timed(decode_and_extract)
     audio_s = sum(s.shape[1] for s in decoded) / rate
     print(f"{len(decoded)} tracks, {audio_s:.1f} s of audio, {os.cpu_count()} CPUs", file=sys.stderr)
+    results = []
+    if args.reference:
+        cpu, wall = timed(lambda: subprocess.run([sys.executable, "-c", REFERENCE_SCRIPT, *paths], check=True,
+                                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        results.append(row("reference: chord_extractor extract_many (1+1 workers, whole process)", audio_s, cpu, wall))
+    results.append(row("stage decode + extract", audio_s, decode_cpu, decode_wall))
 
     vamp = load_vamp()
-    parameters = stage.config.chordino.vamp_parameters()
-    results = []
-    plugin_cpu, plugin_wall = timed(lambda: [vamp.collect(s[0], rate, PLUGIN_KEY, parameters=parameters) for s in decoded])
+    chordino = stage.config.chordino
+    parameters = chordino.vamp_parameters()
+    plugin_cpu, plugin_wall = timed(lambda: [vamp.collect(s[0], rate, PLUGIN_KEY, parameters=parameters, block_size=chordino.block_size,
+                                                          step_size=chordino.step_size) for s in decoded])
     results.append(row("plugin alone (vamp.collect)", audio_s, plugin_cpu, plugin_wall))
     cpu, wall = timed(lambda: [stage.extract(s, rate) for s in decoded])
     results.append(row("stage extract", audio_s, cpu, wall, plugin_cpu))

@@ -23,6 +23,10 @@ class ShardingConfig:
 
     tracks_per_shard: int = 16
     seconds_per_shard: float | None = None
+    #: At least this many shards when the manifest has that many tracks: a small run is cut finer so
+    #: that every worker has a shard (8 tracks at 16 per shard would otherwise keep one of two
+    #: workers idle). Set it to the worker count; it depends on the params only, like the rest.
+    min_shards: int = 1
     #: Longer tracks are recorded as ``too_long`` errors instead of being decoded: stages get
     #: whole tracks, so a worker's memory grows with the longest track (about 2.2 GB per hour
     #: of audio for loudness at 22.05 kHz). None: no limit.
@@ -31,6 +35,8 @@ class ShardingConfig:
     def __post_init__(self) -> None:
         if self.tracks_per_shard < 1:
             raise ValueError("tracks_per_shard must be >= 1")
+        if self.min_shards < 1:
+            raise ValueError("min_shards must be >= 1")
         if self.seconds_per_shard is not None and self.seconds_per_shard <= 0:
             raise ValueError("seconds_per_shard must be > 0")
         if self.max_track_seconds is not None and self.max_track_seconds <= 0:
@@ -59,8 +65,9 @@ def plan_shards(
 ) -> list[ShardSpec]:
     """Cut the track list into consecutive shards.
 
-    A shard closes when it holds ``tracks_per_shard`` tracks or when adding the next track would
-    pass ``seconds_per_shard`` (a single track longer than that gets a shard of its own).
+    A shard closes when it holds ``tracks_per_shard`` tracks (fewer when ``min_shards`` needs more
+    shards: ``ceil(tracks / min_shards)``) or when adding the next track would pass
+    ``seconds_per_shard`` (a single track longer than that gets a shard of its own).
     """
     if not (len(track_ids) == len(paths) == len(durations)):
         raise ValueError("track_ids, paths and durations must have the same length")
@@ -68,6 +75,7 @@ def plan_shards(
     current: list[int] = []
     seconds = 0.0
     limit = config.seconds_per_shard
+    per_shard = min(config.tracks_per_shard, max(1, -(-len(track_ids) // config.min_shards)))
 
     def close() -> None:
         nonlocal current, seconds
@@ -84,7 +92,7 @@ def plan_shards(
 
     for i, duration in enumerate(durations):
         over_time = limit is not None and current and seconds + float(duration) > limit
-        if len(current) >= config.tracks_per_shard or over_time:
+        if len(current) >= per_shard or over_time:
             close()
         current.append(i)
         seconds += float(duration)

@@ -56,6 +56,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--executor", choices=["serial", "process", "dask", "slurm"], help="override executor.backend")
     parser.add_argument("--workers", type=int, help="override executor.workers")
     parser.add_argument("--tracks-per-shard", type=int, help="override sharding.tracks_per_shard")
+    parser.add_argument("--min-shards", type=int, help="override sharding.min_shards (e.g. the worker count)")
     parser.add_argument("--retry-errors", action="store_true", help="recompute shards that recorded track errors")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -73,6 +74,8 @@ def run_stage_from_args(stage_name: str, args: argparse.Namespace, overrides: Ma
     sharding_values = dict(params.get("sharding") or {})
     if args.tracks_per_shard:
         sharding_values["tracks_per_shard"] = args.tracks_per_shard
+    if args.min_shards:
+        sharding_values["min_shards"] = args.min_shards
     sharding = load_config(ShardingConfig, sharding_values, where="sharding")
     try:
         with executor_from_params(params, args.executor, args.workers) as executor:

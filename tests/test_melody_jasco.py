@@ -175,6 +175,9 @@ def test_default_frame_rate_rule_is_exact_and_unchanged(monkeypatch):
     assert stage.params_hash == create_stage("melody", {"frame_rate_rule": "exact"}).params_hash
     rounded = create_stage("melody", {"frame_rate_rule": "jasco86"})
     assert rounded.params_hash != stage.params_hash
+    # precision (added later) likewise: float32 keeps the old hash, bfloat16 makes new shards
+    assert create_stage("melody", {"precision": "float32"}).params_hash == stage.params_hash
+    assert create_stage("melody", {"precision": "bfloat16"}).params_hash != stage.params_hash
     samples = np.zeros((1, n_samples), np.float32)
     for each in (stage, rounded):
         monkeypatch.setattr(each, "salience", lambda samples, sr: salience)

@@ -92,6 +92,29 @@ def test_keras_parity_with_keras_reference(weights_dir, parity_fixture, model):
     assert max(diffs) <= PARITY_TOLERANCE
 
 
+def test_bfloat16_keeps_the_melody_condition_of_float32(weights_dir, parity_fixture):
+    # The faster precision changes the salience by ~1e-2 at most, and the JASCO condition (argmax
+    # semitone above 0.5) on at least 99 % of frames; the float32 path stays the reference.
+    from stages.melody.jasco import salience_to_semitones
+
+    batch = np.stack([parity_fixture[f"hcqt_{name}"] for name in INPUTS])
+    full = load_salience_model("multif0", "torch", weights_dir, threads=1).predict(batch)
+    fast_model = load_salience_model("multif0", "torch", weights_dir, threads=1, precision="bfloat16")
+    assert fast_model.net.low_precision_layers == 4
+    assert {w.dtype for w, _ in fast_model.net._low_precision.values()} == {torch.bfloat16}
+    fast = fast_model.predict(batch)
+    assert fast.dtype == np.float32 and fast.shape == full.shape
+    assert 0 < np.abs(fast - full).max() < 0.05
+    for a, b in zip(full, fast):
+        index_a, index_b = (np.where(s.max(axis=1) > 0, s.argmax(axis=1), -1)
+                            for s in (salience_to_semitones(a), salience_to_semitones(b)))
+        assert np.mean(index_a == index_b) >= 0.99
+    with pytest.raises(ValueError, match="precision"):
+        load_salience_model("multif0", "keras", weights_dir, threads=1, precision="bfloat16")
+    with pytest.raises(ValueError, match="precision"):
+        DeepSalienceNet().set_precision("float16")
+
+
 def test_parity_check_detects_a_wrong_port(weights_dir, parity_fixture):
     # Padding the 70-tall kernel symmetrically (35/34 instead of TF's 34/35) must fail parity.
     weights = read_weights("multif0", weights_dir)

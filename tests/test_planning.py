@@ -26,3 +26,13 @@ def test_plan_is_deterministic_and_empty_is_empty():
     assert _plan([], tracks_per_shard=2) == []
     with pytest.raises(ValueError):
         ShardingConfig(tracks_per_shard=0)
+
+
+def test_min_shards_cuts_a_small_run_so_every_worker_has_a_shard():
+    assert [len(s.track_ids) for s in _plan([1.0] * 8, tracks_per_shard=16, min_shards=2)] == [4, 4]
+    assert [len(s.track_ids) for s in _plan([1.0] * 7, tracks_per_shard=16, min_shards=2)] == [4, 3]
+    # a large run keeps its cap; fewer tracks than min_shards give a shard per track
+    assert [len(s.track_ids) for s in _plan([1.0] * 40, tracks_per_shard=16, min_shards=2)] == [16, 16, 8]
+    assert [len(s.track_ids) for s in _plan([1.0], tracks_per_shard=16, min_shards=4)] == [1]
+    with pytest.raises(ValueError):
+        ShardingConfig(min_shards=0)

@@ -6,8 +6,16 @@ so :func:`load_vamp` sets it before ``vamp`` is imported. ``chord_extractor`` it
 imported (it pulls in librosa and ``pkg_resources``) and its file-based extraction is not used:
 samples go straight to ``vamp.collect``, no temp files.
 
-Timing. With its preferred framing (block 16384, step 2048 at 44.1 kHz) the host reports each
-analysis frame at its window centre, so the first frame sits at 0.186 s and every change is
+Framing. The plugin prefers block 16384 / step 2048, tuned for 44.1 kHz. The stage runs it at
+11025 Hz (:data:`stages.chords.stage.CHORDINO_SAMPLE_RATE`) with block 4096, the same 0.37 s window
+and 2.7 Hz bins, so its note kernel sees the same spectrum. The step sets the cost: Chordino's
+per-frame work after the FFT (NNLS, chord salience, Viterbi) dominates, so frames per second are
+what is paid for. Its HMM switches chords with a fixed per-frame probability, so a longer step
+makes short chords harder to keep: 93 ms steps lose majmin (0.916 vs 0.926 on the demo corpus),
+67 ms (step 736) keep it at 0.926 with 69 % of the frames of 46 ms (bench/report/chords_speed.md).
+
+Timing. The host reports each analysis frame at its window centre, so with block 16384 at
+44.1 kHz the first frame sits at 0.186 s (0.186 s too for block 4096 at 11025 Hz) and every change is
 reported at the first frame that carries the new chord. ``timing: centred`` (default) pads
 block/2 zeros in front so frame k is centred at ``k * step / sr`` of the original audio (the
 chords of the first 0.19 s are estimated, not assumed to be N), and places each change half a
@@ -45,7 +53,8 @@ class ChordinoError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class ChordinoParams:
-    """Chordino's parameters (``chords.chordino`` in params.yaml); defaults are the plugin's own."""
+    """Chordino's parameters (``chords.chordino`` in params.yaml); defaults are the plugin's own
+    except the framing, which is for the stage's 11025 Hz (module doc)."""
 
     use_nnls: bool = True  # approximate transcription (NNLS) on/off
     roll_on: float = 0.0  # "bass noise threshold", % of energy, 0..5 in steps of 0.5
@@ -53,8 +62,8 @@ class ChordinoParams:
     spectral_whitening: float = 1.0  # 0 (none) .. 1 (full)
     spectral_shape: float = 0.7  # 0.5 .. 0.9: higher = more dominant upper harmonics in the note model
     boost_n: float = 0.1  # 0 .. 1: boost of the no-chord (N) likelihood
-    block_size: int = 16384  # analysis window, samples (the plugin's preferred size)
-    step_size: int = 2048  # hop between analysis frames, samples (the plugin's preferred step)
+    block_size: int = 4096  # analysis window, samples: 0.37 s at 11025 Hz, as the plugin's 16384 at 44.1 kHz
+    step_size: int = 736  # hop between analysis frames, samples: 67 ms at 11025 Hz (the plugin's: 46 ms)
 
     def __post_init__(self) -> None:
         checks = [
@@ -110,27 +119,56 @@ def load_vamp(plugin_dir: str | os.PathLike | None = None) -> ModuleType:
     return vamp
 
 
+class Chordino:
+    """One loaded, configured and initialised Chordino plugin, run on track after track.
+
+    Loading and initialising the plugin builds its note kernels and chord dictionary (40-50 ms of
+    CPU, as much as Chordino spends on 5 s of audio), so a worker does it once, not per track as
+    ``vamp.collect`` does; :meth:`changes` resets the plugin before each track, which gives the same
+    output as a fresh plugin (tests/test_chords_stage.py checks it).
+    """
+
+    def __init__(self, vamp: ModuleType, sample_rate: int, params: ChordinoParams) -> None:
+        self.sample_rate = sample_rate
+        self.params = params
+        self._vamp = vamp
+        try:
+            self._plugin = vamp.vampyhost.load_plugin(
+                PLUGIN_KEY, sample_rate, vamp.vampyhost.ADAPT_INPUT_DOMAIN + vamp.vampyhost.ADAPT_CHANNEL_COUNT)
+            self._plugin.set_parameter_values(params.vamp_parameters())
+            ready = self._plugin.initialise(1, params.step_size, params.block_size)
+        except Exception as exc:  # the host raises bare Exceptions
+            raise ChordinoError(f"cannot load Chordino at {sample_rate} Hz: {exc}") from exc
+        if not ready:
+            raise ChordinoError(f"Chordino refused block {params.block_size} / step {params.step_size} at {sample_rate} Hz")
+
+    def changes(self, mono: np.ndarray, timing: Timing = "centred") -> list[tuple[float, str]]:
+        """Chord changes of a mono signal at :attr:`sample_rate` as Chordino reports them.
+
+        Args:
+            mono: (n_samples,) float32.
+        Returns:
+            ``[(time_s, label), ...]`` in Chordino's spelling, times on the input's time axis (see the
+            module doc for ``timing``); a final ``N`` marks the end of the analysed audio, and times
+            may fall slightly outside ``[0, duration]``.
+        """
+        if mono.ndim != 1:
+            raise ValueError(f"expected mono samples of shape (n,), got {mono.shape}")
+        params, rate = self.params, self.sample_rate
+        pad = params.block_size // 2 if timing == "centred" else 0
+        data = np.concatenate([np.zeros(pad, dtype=np.float32), mono.astype(np.float32, copy=False)]) if pad else mono
+        data = np.ascontiguousarray(data, dtype=np.float32)
+        try:  # resets the plugin first
+            frames = self._vamp.frames.frames_from_array(data, params.step_size, params.block_size)
+            features = [result[PLUGIN_OUTPUT] for result in self._vamp.process.process_with_initialised_plugin(
+                frames, rate, params.step_size, self._plugin, [PLUGIN_OUTPUT])]
+        except Exception as exc:  # the host raises bare Exceptions
+            raise ChordinoError(f"Chordino failed: {exc}") from exc
+        shift = (pad + (params.step_size / 2 if timing == "centred" else 0.0)) / rate
+        return [(float(feature["timestamp"]) - shift, str(feature["label"])) for feature in features]
+
+
 def run_chordino(vamp: ModuleType, mono: np.ndarray, sample_rate: int, params: ChordinoParams,
                  timing: Timing = "centred") -> list[tuple[float, str]]:
-    """Chord changes of a mono signal as Chordino reports them.
-
-    Args:
-        vamp: the module returned by :func:`load_vamp`.
-        mono: (n_samples,) float32.
-    Returns:
-        ``[(time_s, label), ...]`` in Chordino's spelling, times on the input's time axis (see the
-        module doc for ``timing``); a final ``N`` marks the end of the analysed audio, and times
-        may fall slightly outside ``[0, duration]``.
-    """
-    if mono.ndim != 1:
-        raise ValueError(f"expected mono samples of shape (n,), got {mono.shape}")
-    pad = params.block_size // 2 if timing == "centred" else 0
-    data = np.concatenate([np.zeros(pad, dtype=np.float32), mono.astype(np.float32, copy=False)]) if pad else mono
-    try:
-        result = vamp.collect(np.ascontiguousarray(data, dtype=np.float32), sample_rate, PLUGIN_KEY,
-                              output=PLUGIN_OUTPUT, parameters=params.vamp_parameters(),
-                              block_size=params.block_size, step_size=params.step_size)
-    except Exception as exc:  # the host raises bare Exceptions
-        raise ChordinoError(f"Chordino failed: {exc}") from exc
-    shift = (pad + (params.step_size / 2 if timing == "centred" else 0.0)) / sample_rate
-    return [(float(feature["timestamp"]) - shift, str(feature["label"])) for feature in result.get("list", [])]
+    """:meth:`Chordino.changes` with a plugin loaded for this one call (``vamp``: from :func:`load_vamp`)."""
+    return Chordino(vamp, sample_rate, params).changes(mono, timing)

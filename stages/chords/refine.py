@@ -1,12 +1,12 @@
 """Sharpen Chordino's chord-change times with a short-window pitch-class novelty curve.
 
-Chordino decides *which* chords sound on 46 ms frames with a 370 ms window (at 44.1 kHz), which
+Chordino decides *which* chords sound on 67 ms frames with a 370 ms window (stage defaults), which
 is what makes its labels robust, but it also means a change is only known to within a frame or
 two. Once the two chords on either side of a change are known, the change itself is easy to find
 precisely: it is where the notes of the new chord start and those of the old one stop.
 
 For each change A -> B between two readable chords with different pitch-class sets, take short
-Hann windows (46 ms, every 2.9 ms) within ``radius_s`` of Chordino's time, measure the
+Hann windows (46 ms, every 2.9 ms at the stage's 11025 Hz) within ``radius_s`` of Chordino's time, measure the
 log-compressed magnitude of the pitch classes only B has ("new") and only A has ("gone"), and put
 the change where ``mean(new) - mean(gone)`` rises most steeply (a centred difference over
 ``2 * span`` hops). Changes next to ``N``/``UNK``, or between chords with the same pitch classes
@@ -37,8 +37,8 @@ class RefineParams:
     """``chords.refine`` in params.yaml."""
 
     enabled: bool = True
-    window: int = 2048  # samples of each short analysis window
-    hop: int = 128  # samples between windows
+    window: int = 512  # samples of each short analysis window (46 ms at 11025 Hz; scale it with the rate)
+    hop: int = 32  # samples between windows (2.9 ms at 11025 Hz)
     span: int = 4  # the rise is measured over +-span hops
     radius_s: float = 0.12  # how far from Chordino's time a change may move
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from types import ModuleType
 from typing import Any, Iterable
 
 import numpy as np
@@ -29,13 +28,15 @@ from music.vocabulary import CHORD_NO_CHORD
 from pipeline.config import config_hash
 from pipeline.constants import LATENT_FRAME_RATE
 from pipeline.stage import FeatureExtractor, FeatureSpec, pinned
-from stages.chords.chordino import ChordinoParams, Timing, load_vamp, run_chordino
+from stages.chords.chordino import Chordino, ChordinoParams, Timing, load_vamp
 from stages.chords.frames import CHORD_INDEX_DTYPE, Segment, timeline_to_frames
 from stages.chords.refine import RefineParams, refine_changes
 from stages.chords.vocab import JASCO_VOCABULARY, Vocabulary
 
-#: Sample rate that Chordino's defaults (block 16384, step 2048, its note dictionary) are tuned for.
-CHORDINO_SAMPLE_RATE = 44100
+#: Rate Chordino analyses at: its log-frequency spectrum ends at A7 (3.5 kHz), below this rate's
+#: 5.5 kHz Nyquist, and a quarter of 44.1 kHz needs a quarter of the FFT size for the same window
+#: (framing: :mod:`stages.chords.chordino`).
+CHORDINO_SAMPLE_RATE = 11025
 #: Decimals kept for times in the stored timeline (0.1 ms, far below a 20 ms frame).
 TIME_DECIMALS = 4
 
@@ -80,12 +81,12 @@ def changes_to_segments(changes: Iterable[tuple[float, str]], duration_s: float)
 
 class ChordsExtractor(FeatureExtractor):
     name = "chords"
-    version = "1"
+    version = "2"  # 2: 11025 Hz analysis, 67 ms Chordino steps (issue 19)
     config_class = ChordsConfig
 
     def __init__(self, config: ChordsConfig) -> None:
         super().__init__(config)
-        self._vamp: ModuleType | None = None
+        self._chordino: Chordino | None = None
 
     @functools.cached_property
     def vocabulary(self) -> Vocabulary:
@@ -106,9 +107,9 @@ class ChordsExtractor(FeatureExtractor):
         )
 
     def setup(self) -> None:
-        """Find and load the plugin once per worker; reads the vocabulary."""
-        if self._vamp is None:
-            self._vamp = load_vamp(self.config.plugin_dir)
+        """Find, load and initialise the plugin once per worker; reads the vocabulary."""
+        if self._chordino is None:
+            self._chordino = Chordino(load_vamp(self.config.plugin_dir), self.config.sample_rate, self.config.chordino)
         _ = self.vocabulary
 
     def mono(self, samples: np.ndarray, sr: int) -> np.ndarray:
@@ -126,7 +127,8 @@ class ChordsExtractor(FeatureExtractor):
         self.setup()
         mono = self.mono(samples, sr)
         rate = self.config.sample_rate
-        changes = run_chordino(self._vamp, mono, rate, self.config.chordino, self.config.timing)
+        assert self._chordino is not None  # setup() made it
+        changes = self._chordino.changes(mono, self.config.timing)
         segments = changes_to_segments(changes, samples.shape[1] / sr)
         segments = refine_changes(mono, rate, segments, self.config.refine)
         return [(label, round(start, TIME_DECIMALS), round(end, TIME_DECIMALS)) for label, start, end in segments]

@@ -10,20 +10,26 @@ Public API:
 * :class:`NormalisationStats`: the ``stats`` file (global and per-dimension mean/std).
 """
 
-from stages.latents.codec import Codec, CodecError
+import importlib
+from typing import Any
 
-from stages.latents.codecs import CODECS, make_codec
-from stages.latents.config import LatentsConfig
-from stages.latents.stage import LatentsExtractor
-from stages.latents.stats import NormalisationStats, compute_stats
+# Names are imported on first use: the codec configs import torch, and every ``chordflow`` process
+# imports this package (the CLI lists its subcommands), chords and melody workers included.
+_HOMES: dict[str, str] = {
+    "CODECS": "stages.latents.codecs",
+    "Codec": "stages.latents.codec",
+    "CodecError": "stages.latents.codec",
+    "LatentsConfig": "stages.latents.config",
+    "LatentsExtractor": "stages.latents.stage",
+    "NormalisationStats": "stages.latents.stats",
+    "compute_stats": "stages.latents.stats",
+    "make_codec": "stages.latents.codecs",
+}
 
-__all__ = [
-    "CODECS",
-    "Codec",
-    "CodecError",
-    "LatentsConfig",
-    "LatentsExtractor",
-    "NormalisationStats",
-    "compute_stats",
-    "make_codec",
-]
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'stages.latents' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)

@@ -29,9 +29,11 @@ def resolve_threads(threads: int) -> int:
 
 
 def load_salience_model(model: str, backend: str = "torch", weights_dir: str | Path | None = None,
-                        threads: int = DEFAULT_NUMERIC_THREADS, device: str = "cpu") -> SalienceModel:
+                        threads: int = DEFAULT_NUMERIC_THREADS, device: str = "cpu",
+                        precision: str = "float32") -> SalienceModel:
     """Build ``model`` (e.g. ``"multif0"``) on ``backend`` with its weights loaded; every prediction
-    runs with ``threads`` threads (torch: pinned per call; keras: TensorFlow's pools, fixed at import).
+    runs with ``threads`` threads (torch: pinned per call; keras: TensorFlow's pools, fixed at import);
+    ``precision`` is the torch backend's compute precision (see ``MelodyConfig.precision``).
 
     Raises:
         WeightsError: the weight file is missing or malformed (the message says where to put it).
@@ -43,10 +45,11 @@ def load_salience_model(model: str, backend: str = "torch", weights_dir: str | P
     if backend == "torch":
         from stages.melody.model_torch import TorchSalienceModel
 
-        return TorchSalienceModel(weights, threads, device)
+        return TorchSalienceModel(weights, threads, device, precision)
     if backend == "keras":
-        if device != "cpu":
-            raise ValueError("the keras backend runs on the CPU here; use backend torch for a GPU")
+        if device != "cpu" or precision != "float32":
+            raise ValueError("the keras backend runs on the CPU in float32 here; use backend torch for a GPU "
+                             "or another precision")
         from stages.melody.model_keras import KerasSalienceModel
 
         return KerasSalienceModel(weights, threads)

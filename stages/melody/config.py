@@ -11,6 +11,7 @@ from pipeline.constants import LATENT_FRAME_RATE
 from pipeline.stage import DEFAULT_NUMERIC_THREADS
 from stages.melody.constants import (
     FRAME_RATE_RULES,
+    PRECISIONS,
     JASCO_SALIENCE_THRESHOLD,
     MODEL_NAMES,
     SINGLE_F0_THRESHOLD,
@@ -38,6 +39,11 @@ class MelodyConfig:
     chunk_frames: int = 1000
     #: Windows per model call.
     batch_size: int = 1
+    #: ``float32`` (the reference numerics) or ``bfloat16``: the 5x5 and 3x3 convolutions in
+    #: bfloat16 (1.7x faster on CPUs with AVX-512 BF16 or AMX, slower on CPUs without them; GPUs),
+    #: the 70-tall layer and the output in float32; 99.8 % of frames keep the float32 melody index
+    #: (bench/report/melody_speed.md). torch backend only.
+    precision: Literal["float32", "bfloat16"] = "float32"
     #: Extra frames each side of a window; at least the receptive radius (7) keeps chunked == whole.
     overlap_frames: int = TIME_RECEPTIVE_RADIUS
     #: Salience below this is zeroed before the 53-semitone grouping.
@@ -61,6 +67,10 @@ class MelodyConfig:
             problems.append(f"threads must be >= 1, got {self.threads} (0, all cores, is no longer accepted: the "
                             "salience would depend on the machine's core count; give the count, e.g. SLURM's "
                             "cpus_per_task)")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        elif self.precision != "float32" and self.backend != "torch":
+            problems.append("precision bfloat16 needs backend torch")
         if self.chunk_frames < 1 or self.batch_size < 1:
             problems.append("chunk_frames and batch_size must be >= 1")
         if self.overlap_frames < TIME_RECEPTIVE_RADIUS:
@@ -74,11 +84,13 @@ class MelodyConfig:
             raise ConfigError(f"melody: {'; '.join(problems)}")
 
     def identity(self) -> dict[str, Any]:
-        """The settings that decide the output, for the params hash: ``frame_rate_rule`` only when it
-        is not the default ``exact`` (added later; shards made before it keep their hash)."""
+        """The settings that decide the output, for the params hash: ``frame_rate_rule`` and
+        ``precision`` only when they are not their defaults (added later; shards made before them
+        keep their hash)."""
         values = config_to_dict(self)
-        if values["frame_rate_rule"] == "exact":
-            del values["frame_rate_rule"]
+        for key, default in (("frame_rate_rule", "exact"), ("precision", "float32")):
+            if values[key] == default:
+                del values[key]
         return values
 
 

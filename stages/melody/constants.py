@@ -39,6 +39,8 @@ CONV_LAYERS: tuple[tuple[str, int, tuple[int, int], str], ...] = (
     ("distribute", 8, (70, 3), "relu"),
     ("squishy", 1, (1, 1), "sigmoid"),
 )
+#: Numeric precisions of the torch backend (``melody.precision``): float32 is the reference.
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
 #: Input channels of the network: one per harmonic.
 N_INPUT_CHANNELS: int = len(HARMONICS)
 #: Frames on each side of an output frame that can influence it: with `same` padding each

@@ -104,7 +104,8 @@ def evaluate_corpus(clips: Iterable[tuple[str, str, Path]], stage: MelodyConfig,
     if not clips:
         raise ValueError("no clip with a truth file to evaluate")
     # melody.threads as for the stage: another count may change the salience in its last bits
-    models = {name: load_salience_model(name, stage.backend, stage.weights_dir, stage.threads, stage.device)
+    models = {name: load_salience_model(name, stage.backend, stage.weights_dir, stage.threads, stage.device,
+                                              stage.precision)
               for name in eval_cfg.models}
     store = None
     if features_dir is not None:

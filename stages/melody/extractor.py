@@ -60,10 +60,14 @@ class MelodyExtractor(FeatureExtractor):
     def setup(self) -> None:
         """Load the salience model once per worker (raises WeightsError if the file is missing)."""
         if self._model is None:
+            from pipeline.allocator import retain_freed_memory
             from stages.melody.backends import load_salience_model
 
+            retain_freed_memory()  # every window allocates the same activations again
+
             cfg = self.config
-            self._model = load_salience_model(cfg.model, cfg.backend, cfg.weights_dir, cfg.threads, cfg.device)
+            self._model = load_salience_model(cfg.model, cfg.backend, cfg.weights_dir, cfg.threads, cfg.device,
+                                              cfg.precision)
 
     @pinned
     def salience(self, samples: np.ndarray, sr: int) -> np.ndarray:

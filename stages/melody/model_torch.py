@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pipeline.threads import pinned_threads
-from stages.melody.constants import BN_EPSILON, CONV_LAYERS, N_BINS, N_INPUT_CHANNELS
+from stages.melody.constants import BN_EPSILON, CONV_LAYERS, N_BINS, N_INPUT_CHANNELS, PRECISIONS
 from stages.melody.weights import DeepSalienceWeights
 
 #: Kernels at least this tall (in frequency bins) run as an FFT correlation along frequency; the
@@ -88,6 +88,7 @@ class DeepSalienceNet(nn.Module):
             fan_in = filters
         self.activations = [act for *_, act in CONV_LAYERS]
         self.fft_convs = nn.ModuleDict()
+        self.set_precision("float32")
         self.eval()
 
     def load_keras_weights(self, weights: DeepSalienceWeights) -> "DeepSalienceNet":
@@ -103,7 +104,7 @@ class DeepSalienceNet(nn.Module):
             str(i): FrequencyFFTConv(conv, N_BINS)
             for i, conv in enumerate(self.convs) if conv.kernel_size[0] >= FFT_MIN_KERNEL_HEIGHT
         })
-        return self
+        return self.set_precision(self.precision)  # the low-precision copies of the new weights
 
     def _affine(self, norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
         scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
@@ -113,21 +114,44 @@ class DeepSalienceNet(nn.Module):
         x = hcqt.contiguous(memory_format=torch.channels_last)
         for i, (norm, conv, activation) in enumerate(zip(self.norms, self.convs, self.activations)):
             scale, shift = self._affine(norm)
-            # Inference BatchNorm is a per-channel affine; in place except on the caller's input.
-            x = x * scale + shift if i == 0 else x.mul_(scale).add_(shift)
+            weight, bias = conv.weight, conv.bias
+            if i < self.low_precision_layers:
+                if i == 0:  # the affine in float32 on the caller's input, then down to the compute dtype
+                    x = (x * scale + shift).to(self.compute_dtype)
+                else:
+                    x.mul_(scale.to(x.dtype)).add_(shift.to(x.dtype))
+                weight, bias = self._low_precision[str(i)]
+            else:
+                # Inference BatchNorm is a per-channel affine; in place except on the caller's input.
+                x = x * scale + shift if i == 0 else x.float().mul_(scale).add_(shift)
             if str(i) in self.fft_convs:
                 x = self.fft_convs[str(i)](x)
             else:
                 kernel_height, kernel_width = conv.kernel_size
                 # Zero padding after the BN, like Keras; an even kernel gets one more row after,
                 # i.e. pad symmetrically by k/2 and drop the first output row.
-                x = F.conv2d(x, conv.weight, conv.bias, padding=(kernel_height // 2, kernel_width // 2))
+                x = F.conv2d(x, weight, bias, padding=(kernel_height // 2, kernel_width // 2))
                 if kernel_height % 2 == 0:
                     x = x[:, :, 1:]
                 if kernel_width % 2 == 0:
                     x = x[..., 1:]
             x = x.relu_() if activation == "relu" else x.sigmoid_()
-        return x[:, 0]
+        return x[:, 0].float()
+
+    def set_precision(self, precision: str) -> "DeepSalienceNet":
+        """Run the direct convolutions before the first FFT layer in ``precision`` (one of
+        ``PRECISIONS``); the FFT layer (complex float32) and everything after it stay float32."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        self.precision, self.compute_dtype = precision, getattr(torch, precision)
+        first_fft = min((int(i) for i in self.fft_convs), default=len(self.convs))
+        self.low_precision_layers = first_fft if precision != "float32" else 0
+        self._low_precision = {
+            str(i): (conv.weight.detach().to(self.compute_dtype).contiguous(memory_format=torch.channels_last),
+                     conv.bias.detach().to(self.compute_dtype))
+            for i, conv in enumerate(self.convs[:self.low_precision_layers])
+        }
+        return self
 
 
 class TorchSalienceModel:
@@ -135,7 +159,8 @@ class TorchSalienceModel:
 
     backend = "torch"
 
-    def __init__(self, weights: DeepSalienceWeights, threads: int, device: str = "cpu") -> None:
+    def __init__(self, weights: DeepSalienceWeights, threads: int, device: str = "cpu",
+                 precision: str = "float32") -> None:
         if device.startswith("cuda"):
             # TF32 convolutions would lose parity with the float32 reference (~1e-3 differences).
             torch.backends.cudnn.allow_tf32 = False
@@ -145,7 +170,7 @@ class TorchSalienceModel:
         #: Every call computes at this count (its sums round differently at 1 and 2 threads).
         self.threads = threads
         with pinned_threads(threads):  # the weight spectra are computed here (torch may be new here)
-            self.net = DeepSalienceNet().load_keras_weights(weights).to(self.device)
+            self.net = DeepSalienceNet().load_keras_weights(weights).set_precision(precision).to(self.device)
 
     def predict(self, hcqt: np.ndarray) -> np.ndarray:
         if hcqt.ndim != 4 or hcqt.shape[1:3] != (N_INPUT_CHANNELS, N_BINS):
