@@ -56,3 +56,23 @@ def test_chunked_equals_whole(weights_dir, track_hcqt):
     hard_diff = float(np.abs(hard - whole).max())
     print(f"hard 97-frame cuts: max |chunked - whole| = {hard_diff:.3f}")
     assert hard_diff > 1e-2
+
+
+def test_cropped_bins_equal_the_whole_map(weights_dir, track_hcqt):
+    # Only the rows the kept bins can see go through the network; a smaller reach would not do.
+    from stages.melody.constants import FREQUENCY_REACH_BELOW, JASCO_FIRST_GROUP_BIN, N_BINS
+
+    assert FREQUENCY_REACH_BELOW == 40
+    model = load_salience_model("multif0", "torch", weights_dir, threads=1)
+    whole = predict_salience(model, track_hcqt, chunk_frames=200)
+    cropped = predict_salience(model, track_hcqt, chunk_frames=200, lowest_bin=JASCO_FIRST_GROUP_BIN)
+    assert np.abs(cropped[JASCO_FIRST_GROUP_BIN:] - whole[JASCO_FIRST_GROUP_BIN:]).max() <= 1e-5
+    assert not cropped[:JASCO_FIRST_GROUP_BIN].any()
+    assert model.predict(track_hcqt[None, :, :, :50], lowest_bin=300).shape == (1, N_BINS - 300, 50)
+    # cutting the input 10 rows closer than the reach spoils the lowest kept bins
+    first = JASCO_FIRST_GROUP_BIN - FREQUENCY_REACH_BELOW + 10
+    spoiled = model.predict(np.pad(track_hcqt[None, :, first:, :200], ((0, 0), (0, 0), (first, 0), (0, 0))),
+                            lowest_bin=JASCO_FIRST_GROUP_BIN)[0]
+    assert np.abs(spoiled[:5] - whole[JASCO_FIRST_GROUP_BIN:JASCO_FIRST_GROUP_BIN + 5, :200]).max() > 1e-3
+    with pytest.raises(ValueError, match="lowest_bin"):
+        model.predict(track_hcqt[None], lowest_bin=N_BINS)

@@ -20,12 +20,12 @@ from stages.melody.constants import N_BINS, TIME_RECEPTIVE_RADIUS
 
 
 class SalienceModel(Protocol):
-    """A backend: ``predict((B, 6, 360, L) float32) -> (B, 360, L) float32``."""
+    """A backend: ``predict((B, 6, 360, L) float32, lowest_bin) -> (B, 360 - lowest_bin, L) float32``."""
 
     name: str
     backend: str
 
-    def predict(self, hcqt: np.ndarray) -> np.ndarray: ...
+    def predict(self, hcqt: np.ndarray, lowest_bin: int = 0) -> np.ndarray: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +60,7 @@ def plan_windows(n_frames: int, chunk_frames: int, overlap: int = TIME_RECEPTIVE
 
 def predict_salience(model: SalienceModel, hcqt: np.ndarray, chunk_frames: int = 1000,
                      batch_size: int = 1, overlap: int = TIME_RECEPTIVE_RADIUS,
-                     progress: bool = False) -> np.ndarray:
+                     progress: bool = False, lowest_bin: int = 0) -> np.ndarray:
     """Salience of a whole track, computed window by window.
 
     Args:
@@ -68,19 +68,21 @@ def predict_salience(model: SalienceModel, hcqt: np.ndarray, chunk_frames: int =
         chunk_frames: frames kept per window (peak memory ~0.6 MB per frame of a window in
             flight with the torch backend, times ``batch_size``).
         batch_size: windows per model call.
+        lowest_bin: bins below it are not computed (left 0); the JASCO condition needs bins from
+            ``JASCO_FIRST_GROUP_BIN`` up only.
     Returns:
         (360, T) float32 salience in [0, 1].
     """
     windows = plan_windows(hcqt.shape[-1], chunk_frames, overlap)
-    salience = np.empty((N_BINS, hcqt.shape[-1]), dtype=np.float32)
+    salience = np.zeros((N_BINS, hcqt.shape[-1]), dtype=np.float32)
     batches = [windows[i:i + batch_size] for i in range(0, len(windows), batch_size)]
     if progress:
         from tqdm import tqdm
 
         batches = tqdm(batches, desc=f"{model.name} ({model.backend})", unit="batch", leave=False)
     for batch in batches:
-        output = model.predict(np.stack([hcqt[:, :, w.start:w.stop] for w in batch]))
+        output = model.predict(np.stack([hcqt[:, :, w.start:w.stop] for w in batch]), lowest_bin)
         for window, out in zip(batch, output):
             lo, hi = window.keep_start - window.start, window.keep_stop - window.start
-            salience[:, window.keep_start:window.keep_stop] = out[:, lo:hi]
+            salience[lowest_bin:, window.keep_start:window.keep_stop] = out[:, lo:hi]
     return salience

@@ -46,6 +46,9 @@ N_INPUT_CHANNELS: int = len(HARMONICS)
 #: Frames on each side of an output frame that can influence it: with `same` padding each
 #: time-kernel of width k reaches (k - 1) // 2 frames out, and the reaches add up: 2+2+1+1+1+0 = 7.
 TIME_RECEPTIVE_RADIUS: int = sum((kernel[1] - 1) // 2 for _, _, kernel, _ in CONV_LAYERS)
+#: Bins below an output bin that can influence it: `same` padding puts (k - 1) // 2 of a k-tall
+#: kernel's rows below (34 of the 70-tall one), and the reaches add up: 2+2+1+1+34+0 = 40.
+FREQUENCY_REACH_BELOW: int = sum((kernel[0] - 1) // 2 for _, _, kernel, _ in CONV_LAYERS)
 #: Multiply-accumulates of the network per salience frame (all 360 bins), 145.9 M.
 MACS_PER_FRAME: int = N_BINS * sum(
     filters * kernel[0] * kernel[1] * fan_in

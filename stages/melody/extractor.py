@@ -21,7 +21,7 @@ import numpy as np
 from pipeline.config import config_hash
 from pipeline.stage import FeatureExtractor, FeatureSpec, pinned
 from stages.melody.config import MelodyConfig
-from stages.melody.constants import JASCO_N_SEMITONES, SAMPLE_RATE
+from stages.melody.constants import JASCO_FIRST_GROUP_BIN, JASCO_N_SEMITONES, SAMPLE_RATE
 
 
 class MelodyExtractor(FeatureExtractor):
@@ -29,7 +29,8 @@ class MelodyExtractor(FeatureExtractor):
 
     name = "melody"
     # 2: the salience is computed at melody.threads in every process (was: all cores in serial runs)
-    version = "2"
+    # 3: only the bins the condition reads go through the network (float rounding of the FFT layer moves)
+    version = "3"
     config_class = MelodyConfig
 
     @property
@@ -70,8 +71,9 @@ class MelodyExtractor(FeatureExtractor):
                                               cfg.precision)
 
     @pinned
-    def salience(self, samples: np.ndarray, sr: int) -> np.ndarray:
-        """(C, N) float32 audio -> (360, T) salience of the configured model at 86.13 fps."""
+    def salience(self, samples: np.ndarray, sr: int, lowest_bin: int = 0) -> np.ndarray:
+        """(C, N) float32 audio -> (360, T) salience of the configured model at 86.13 fps (bins below
+        ``lowest_bin`` not computed: 0)."""
         from pipeline.audio import resample
         from stages.melody.chunking import predict_salience
         from stages.melody.hcqt import compute_hcqt
@@ -81,12 +83,14 @@ class MelodyExtractor(FeatureExtractor):
         mono = resample(mono, sr, SAMPLE_RATE)[0]
         cfg = self.config
         return predict_salience(self._model, compute_hcqt(mono, SAMPLE_RATE), cfg.chunk_frames,
-                                cfg.batch_size, cfg.overlap_frames)
+                                cfg.batch_size, cfg.overlap_frames, lowest_bin=lowest_bin)
 
     def extract(self, samples: np.ndarray, sr: int) -> dict[str, Any]:
         from stages.melody.jasco import jasco_melody
 
-        semitones, index = jasco_melody(self.salience(samples, sr), samples.shape[-1], sr,
+        # the condition reads bins from G2's group up only: 15 % of the network is not run
+        salience = self.salience(samples, sr, lowest_bin=JASCO_FIRST_GROUP_BIN)
+        semitones, index = jasco_melody(salience, samples.shape[-1], sr,
                                         self.config.frame_rate, self.config.threshold,
                                         self.config.frame_rate_rule)
         return {

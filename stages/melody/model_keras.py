@@ -83,9 +83,10 @@ class KerasSalienceModel:
         self.name = weights.name
         self.model = build_keras_model(weights, threads)
 
-    def predict(self, hcqt: np.ndarray) -> np.ndarray:
+    def predict(self, hcqt: np.ndarray, lowest_bin: int = 0) -> np.ndarray:
+        """(B, 6, 360, L) -> (B, 360 - lowest_bin, L): the whole map is computed, the bins below cut."""
         if hcqt.ndim != 4 or hcqt.shape[1:3] != (N_INPUT_CHANNELS, N_BINS):
             raise ValueError(f"expected HCQT batch (B, {N_INPUT_CHANNELS}, {N_BINS}, L), got {hcqt.shape}")
         channels_last = np.ascontiguousarray(hcqt.transpose(0, 2, 3, 1), dtype=np.float32)
         # Calling the model (not .predict) runs one graph call without Keras' batching loop.
-        return np.asarray(self.model(channels_last, training=False))
+        return np.asarray(self.model(channels_last, training=False))[:, lowest_bin:]

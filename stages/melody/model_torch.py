@@ -20,7 +20,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from pipeline.threads import pinned_threads
-from stages.melody.constants import BN_EPSILON, CONV_LAYERS, N_BINS, N_INPUT_CHANNELS, PRECISIONS
+from stages.melody.constants import (
+    BN_EPSILON,
+    CONV_LAYERS,
+    FREQUENCY_REACH_BELOW,
+    N_BINS,
+    N_INPUT_CHANNELS,
+    PRECISIONS,
+)
 from stages.melody.weights import DeepSalienceWeights
 
 #: Kernels at least this tall (in frequency bins) run as an FFT correlation along frequency; the
@@ -70,7 +77,8 @@ class FrequencyFFTConv(nn.Module):
         product = torch.bmm(self.weight_spectrum, columns)  # (K, O, B * T)
         product = product.view(n_freq, -1, batch, frames).permute(2, 1, 0, 3)
         # Circular output index m holds output bin f = m + top (mod n_fft): roll it back in place.
-        out = torch.roll(torch.fft.irfft(product, n=self.n_fft, dim=2), self.top, dims=2)[:, :, :self.n_bins]
+        # A cropped input (fewer rows than n_bins) fits the same FFT length: its zero padding is longer.
+        out = torch.roll(torch.fft.irfft(product, n=self.n_fft, dim=2), self.top, dims=2)[:, :, :x.shape[2]]
         return out + self.bias
 
 
@@ -172,9 +180,17 @@ class TorchSalienceModel:
         with pinned_threads(threads):  # the weight spectra are computed here (torch may be new here)
             self.net = DeepSalienceNet().load_keras_weights(weights).set_precision(precision).to(self.device)
 
-    def predict(self, hcqt: np.ndarray) -> np.ndarray:
+    def predict(self, hcqt: np.ndarray, lowest_bin: int = 0) -> np.ndarray:
+        """(B, 6, 360, L) HCQT -> (B, 360 - lowest_bin, L) salience of bins ``lowest_bin`` and up.
+
+        Only the input rows those bins can see (``FREQUENCY_REACH_BELOW`` more below) go through the
+        network: the rows its zero padding spoils at the cut are exactly the ones dropped after.
+        """
         if hcqt.ndim != 4 or hcqt.shape[1:3] != (N_INPUT_CHANNELS, N_BINS):
             raise ValueError(f"expected HCQT batch (B, {N_INPUT_CHANNELS}, {N_BINS}, L), got {hcqt.shape}")
+        if not 0 <= lowest_bin < N_BINS:
+            raise ValueError(f"lowest_bin must be in [0, {N_BINS}), got {lowest_bin}")
+        first_row = max(lowest_bin - FREQUENCY_REACH_BELOW, 0)
         with pinned_threads(self.threads), torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(hcqt, dtype=np.float32)).to(self.device)
-            return self.net(x).cpu().numpy()
+            x = torch.from_numpy(np.ascontiguousarray(hcqt[:, :, first_row:], dtype=np.float32)).to(self.device)
+            return self.net(x)[:, lowest_bin - first_row:].cpu().numpy()
