@@ -13,7 +13,7 @@
   ``torch.utils.flop_counter.FlopCounterMode`` on one real step after the timed ones (matmuls,
   attention and convolutions of forward and backward; elementwise work is not counted, as in
   every MFU figure), so achieved GFLOP/s = FLOPs per step x steps/s, and its fraction of the matmul
-  rate is the utilisation (issue target: >= 60 %).
+  rate is the utilisation (issue 19 target: >= 75 %; bench/report/train_speed.md).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from pipeline.constants import LATENT_FRAME_RATE
 from pipeline.stage import DEFAULT_NUMERIC_THREADS
 from stages.melody.constants import (
     FRAME_RATE_RULES,
+    HCQT_METHODS,
     PRECISIONS,
     JASCO_SALIENCE_THRESHOLD,
     MODEL_NAMES,
@@ -39,6 +40,9 @@ class MelodyConfig:
     chunk_frames: int = 1000
     #: Windows per model call.
     batch_size: int = 1
+    #: ``shared_octaves``: one CQT serves the harmonics 0.5, 1, 2 and 4 (3.4x less HCQT time, 99.8 %
+    #: of frames the same melody index); ``per_harmonic``: the original's six CQTs.
+    hcqt: Literal["shared_octaves", "per_harmonic"] = "shared_octaves"
     #: ``float32`` (the reference numerics) or ``bfloat16``: the 5x5 and 3x3 convolutions in
     #: bfloat16 (1.7x faster on CPUs with AVX-512 BF16 or AMX, slower on CPUs without them; GPUs),
     #: the 70-tall layer and the output in float32; 99.8 % of frames keep the float32 melody index
@@ -67,6 +71,8 @@ class MelodyConfig:
             problems.append(f"threads must be >= 1, got {self.threads} (0, all cores, is no longer accepted: the "
                             "salience would depend on the machine's core count; give the count, e.g. SLURM's "
                             "cpus_per_task)")
+        if self.hcqt not in HCQT_METHODS:
+            problems.append(f"hcqt {self.hcqt!r} is not one of {', '.join(HCQT_METHODS)}")
         if self.precision not in PRECISIONS:
             problems.append(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         elif self.precision != "float32" and self.backend != "torch":

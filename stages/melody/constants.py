@@ -22,6 +22,9 @@ N_OCTAVES: int = 6
 N_BINS: int = BINS_PER_OCTAVE * N_OCTAVES
 #: One CQT per harmonic, each starting at ``FMIN * h``.
 HARMONICS: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 4.0, 5.0)
+#: How the HCQT is computed (``melody.hcqt``, :mod:`stages.melody.hcqt`): one CQT per harmonic as the
+#: original, or one CQT shared by the harmonics an octave apart.
+HCQT_METHODS: tuple[str, ...] = ("shared_octaves", "per_harmonic")
 #: ``amplitude_to_db`` floor below the track maximum; the log-HCQT is ``dB / TOP_DB + 1`` in [0, 1].
 TOP_DB: float = 80.0
 

@@ -117,7 +117,7 @@ def evaluate_corpus(clips: Iterable[tuple[str, str, Path]], stage: MelodyConfig,
         ref_times, ref_f0 = read_truth_melody(truth_path)
         samples, sr = load_audio(audio_path, sample_rate=SAMPLE_RATE, channels=1)
         with pinned_threads(stage.threads):  # the HCQT's BLAS products too, as in the stage
-            hcqt = compute_hcqt(samples[0], sr)
+            hcqt = compute_hcqt(samples[0], sr, stage.hcqt)
         times = frame_times(hcqt.shape[-1])
         for name, model in models.items():
             salience = predict_salience(model, hcqt, stage.chunk_frames, stage.batch_size, stage.overlap_frames)

@@ -29,7 +29,8 @@ class MelodyExtractor(FeatureExtractor):
 
     name = "melody"
     # 2: the salience is computed at melody.threads in every process (was: all cores in serial runs)
-    # 3: only the bins the condition reads go through the network (float rounding of the FFT layer moves)
+    # 3: only the bins the condition reads go through the network (float rounding of the FFT layer
+    #    moves); melody.hcqt shared_octaves by default
     version = "3"
     config_class = MelodyConfig
 
@@ -82,7 +83,7 @@ class MelodyExtractor(FeatureExtractor):
         mono = np.asarray(samples, dtype=np.float32).reshape(-1, samples.shape[-1]).mean(axis=0, keepdims=True)
         mono = resample(mono, sr, SAMPLE_RATE)[0]
         cfg = self.config
-        return predict_salience(self._model, compute_hcqt(mono, SAMPLE_RATE), cfg.chunk_frames,
+        return predict_salience(self._model, compute_hcqt(mono, SAMPLE_RATE, cfg.hcqt), cfg.chunk_frames,
                                 cfg.batch_size, cfg.overlap_frames, lowest_bin=lowest_bin)
 
     def extract(self, samples: np.ndarray, sr: int) -> dict[str, Any]:

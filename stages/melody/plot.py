@@ -51,7 +51,7 @@ def plot_salience(audio_path: str | Path, out_png: str | Path, stage: MelodyConf
     samples, sr = load_audio(audio_path, sample_rate=SAMPLE_RATE, channels=1)
     salience_model = load_salience_model(model, stage.backend, stage.weights_dir, stage.threads, stage.device,
                                          stage.precision)
-    salience = predict_salience(salience_model, compute_hcqt(samples[0], sr), stage.chunk_frames,
+    salience = predict_salience(salience_model, compute_hcqt(samples[0], sr, stage.hcqt), stage.chunk_frames,
                                 stage.batch_size, stage.overlap_frames)
     duration = salience.shape[1] / SALIENCE_FRAME_RATE
 

@@ -1,0 +1,78 @@
+"""The training step's fast paths compute what the plain code computed (bench/report/train_speed.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.checkpoint import load_checkpoint, save_checkpoint
+from model.config import ModelParams, TrainConfig
+from model.network.transformer import apply_rotary, rotary_tables
+from model.training.train import CHECKPOINT_NAME, Trainer, TrainPaths
+from model_helpers import build_tiny_features
+
+TINY_MODEL = ModelParams(dim=32, layers=2, heads=2, frames_per_token=2, chord_embed_dim=8, melody_embed_dim=8,
+                         drum_embed_dim=8)
+TINY_TRAIN = TrainConfig(steps=6, batch_size=4, segment_seconds=1.0, warmup_steps=2, checkpoint_every=100,
+                         eval_every=0, eval_batches=1, log_every=1, normalisation="per_dim", seed=3)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return build_tiny_features(tmp_path_factory.mktemp("tiny_features"))
+
+
+def paths_for(tiny, out: Path) -> TrainPaths:
+    return TrainPaths(manifest=str(tiny.manifest), latents=str(tiny.latents), chords=str(tiny.chords),
+                      melody=str(tiny.melody), stats=str(tiny.stats), out_dir=str(out), metadata=str(tiny.metadata))
+
+
+def test_rotating_q_and_k_together_is_rotating_each_bit_for_bit():
+    torch.manual_seed(0)
+    qk = torch.randn(2, 3, 4, 10, 16)  # (q|k, B, H, T, head_dim)
+    cos, sin = rotary_tables(10, 16, qk.device)
+    together = apply_rotary(qk, cos, sin)
+    assert torch.equal(together[0], apply_rotary(qk[0], cos, sin))
+    assert torch.equal(together[1], apply_rotary(qk[1], cos, sin))
+
+
+def loop_ema(trainer: Trainer) -> dict[str, torch.Tensor]:
+    """The trainer's next EMA as the per-tensor loop computed it."""
+    expected = {name: value.clone() for name, value in trainer.ema.items()}
+    for name, value in trainer.model.state_dict().items():
+        if value.dtype.is_floating_point:
+            expected[name].lerp_(value, 1 - trainer.cfg.ema_decay)
+    return expected
+
+
+def test_the_foreach_ema_is_the_per_tensor_lerp_bit_for_bit(tiny, tmp_path):
+    trainer = Trainer(paths_for(tiny, tmp_path), TINY_MODEL, TINY_TRAIN)
+    trainer.run(progress=False, stop_at=2)
+    for replace in (False, True):  # replaced as resuming and fine-tuning do: the cached lists follow it
+        if replace:
+            trainer.ema = {name: value.clone() for name, value in trainer.ema.items()}
+        expected = loop_ema(trainer)
+        trainer.update_ema()
+        assert expected.keys() == trainer.ema.keys()
+        for name, value in expected.items():
+            assert torch.equal(trainer.ema[name], value), name
+
+
+def test_a_checkpoint_of_the_per_tensor_adamw_resumes_on_the_fused_kernel(tiny, tmp_path):
+    first = Trainer(paths_for(tiny, tmp_path), TINY_MODEL, TINY_TRAIN)
+    assert all(group["fused"] for group in first.optimizer.param_groups)
+    first.run(progress=False, stop_at=3)
+    path = tmp_path / CHECKPOINT_NAME
+    saved = load_checkpoint(path)
+    for group in saved.training.optimizer["param_groups"]:  # as the trainer before the fused kernel saved it
+        group.update(fused=None, foreach=None)
+    save_checkpoint(path, saved.artifact, saved.training)
+    resumed = Trainer(paths_for(tiny, tmp_path), TINY_MODEL, TINY_TRAIN)
+    assert resumed.step == 3 and resumed.resumed_from
+    assert all(group["fused"] for group in resumed.optimizer.param_groups)
+    resumed.run(progress=False)
+    straight = Trainer(paths_for(tiny, tmp_path / "straight"), TINY_MODEL, TINY_TRAIN)
+    straight.run(progress=False)
+    assert resumed.losses == straight.losses  # bit for bit
