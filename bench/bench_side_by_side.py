@@ -14,11 +14,12 @@ Inputs: real music, the 28 MIT-licensed full mixes (Opus) of the ``immich-memori
 * melody, reference: the original DeepSalience recipe, one process as the original script runs:
   ``librosa.load`` at 22.05 kHz, the HCQT, the Keras/TensorFlow model (TensorFlow on W threads) on
   hard 2000-frame slices, then JASCO's 53-semitone condition;
-* melody, chordflow: ``chordflow melody extract --workers W`` with params.yaml (float32), and the
-  same with ``melody.precision: bfloat16``.
+* melody, chordflow: ``chordflow melody extract --workers W`` with params.yaml as it is
+  (``default``), with the HCQT of the original (``fp32_per_harmonic``: the float32 path before the
+  speed work), and with ``melody.precision: bfloat16``.
 
 Ratios are chordflow's audio seconds per wall second over the reference's. Agreement: the share of
-50 fps frames whose melody index equals that of chordflow's float32 path. With ``--demo-manifest``
+50 fps frames whose melody index equals that of ``fp32_per_harmonic``. With ``--demo-manifest``
 the chords stage's majmin on the demo corpus (against its ground truth) is measured too.
 """
 
@@ -45,6 +46,13 @@ from pipeline.atomic import atomic_write_text  # noqa: E402
 
 #: The package that ships the real music (pip: immich-memories-music), and its folder of mixes.
 MUSIC_PACKAGE = "immich_memories_music"
+#: chordflow's melody runs: params.yaml's ``melody`` section with these keys replaced. The first is
+#: the float32 path as it was before the speed work (one CQT per harmonic): the agreement reference.
+MELODY_VARIANTS: dict[str, dict[str, str]] = {
+    "fp32_per_harmonic": {"hcqt": "per_harmonic", "precision": "float32"},
+    "default": {},
+    "bfloat16": {"precision": "bfloat16"},
+}
 #: The original DeepSalience script predicts on slices of this many HCQT frames.
 REFERENCE_SLICE_FRAMES = 2000
 
@@ -110,7 +118,7 @@ def write_params(folder: Path, section: str, overrides: dict[str, Any]) -> Path:
     """params.yaml with ``overrides`` merged into ``section``."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params[section] = {**params.get(section, {}), **overrides}
-    path = folder / f"params_{section}_{'_'.join(map(str, overrides.values())) or 'default'}.yaml"
+    path = folder / f"params_{section}_{'_'.join(map(str, overrides.values())) or 'as_is'}.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
 
@@ -177,19 +185,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                  "--files", str(lists["melody"]), "--out", str(tmp_path / "reference.npz")], env)
             rows = {"reference": rate(audio_s, ref)}
             indices = {}
-            for precision in ("float32", "bfloat16"):
-                params = write_params(tmp_path, "melody", {"precision": precision})
-                out = tmp_path / f"melody_{precision}"
-                rows[f"chordflow_{precision}"] = rate(audio_s, timed_process(chordflow(
+            for name, overrides in MELODY_VARIANTS.items():
+                params = write_params(tmp_path, "melody", overrides)
+                out = tmp_path / f"melody_{name}"
+                rows[name] = rate(audio_s, timed_process(chordflow(
                     "melody", "extract", "--manifest", str(tmp_path / "melody.parquet"), "--out", str(out),
                     "--params", str(params), "--workers", workers, "--no-progress"), env))
-                indices[precision] = melody_indices(out, tmp_path / "melody.parquet")
+                rows[name]["ratio"] = rows[name]["audio_s_per_wall_s"] / rows["reference"]["audio_s_per_wall_s"]
+                indices[name] = melody_indices(out, tmp_path / "melody.parquet")
             saved = np.load(tmp_path / "reference.npz")
-            reference = {path: saved[str(i)] for i, path in enumerate(melody_files)}
-            for name in ("float32", "bfloat16"):
-                rows[f"chordflow_{name}"]["ratio"] = rows[f"chordflow_{name}"]["audio_s_per_wall_s"] / rows["reference"]["audio_s_per_wall_s"]
-            rows["agreement_bfloat16_vs_float32"] = agreement(indices["float32"], indices["bfloat16"])
-            rows["agreement_reference_vs_float32"] = agreement(indices["float32"], reference)
+            indices["reference"] = {path: saved[str(i)] for i, path in enumerate(melody_files)}
+            rows["agreement_with_fp32_path"] = {name: agreement(indices["fp32_per_harmonic"], indices[name])
+                                                for name in indices if name != "fp32_per_harmonic"}
             result["melody"] = rows
     result["loadavg_after"] = os.getloadavg()
     return result
@@ -218,14 +225,14 @@ def markdown(r: dict[str, Any]) -> str:
              "|---|---|---:|---:|---:|---:|"]
     for stage in ("chords", "melody"):
         for name, row in r.get(stage, {}).items():
-            if isinstance(row, dict):
+            if isinstance(row, dict) and "wall_s" in row:
                 ratio = row.get("ratio", 1.0 if name == "reference" else r[stage].get("ratio"))
                 lines.append(f"| {stage} | {name} | {row['audio_s_per_wall_s']:.2f} | {row['audio_s_per_cpu_s']:.2f} | "
                              f"{row['cpu_s']:.1f} ({row['system_s']:.1f}) | {ratio:.2f}x |")
     if "melody" in r:
-        m = r["melody"]
-        lines += ["", f"Melody index agreement, 50 fps frames: bfloat16 vs float32 {100 * m['agreement_bfloat16_vs_float32']:.2f} %; "
-                      f"the Keras reference (hard 2000-frame slices) vs float32 {100 * m['agreement_reference_vs_float32']:.2f} %."]
+        shares = ", ".join(f"{name} {100 * share:.2f} %" for name, share in r["melody"]["agreement_with_fp32_path"].items())
+        lines += ["", "Melody index agreement with the float32 path as it was (fp32_per_harmonic), 50 fps frames: "
+                      f"{shares} (reference: the Keras model on hard 2000-frame slices)."]
     if "demo_majmin" in r.get("chords", {}):
         lines += ["", f"Chords stage majmin on the demo corpus: {r['chords']['demo_majmin']:.3f}."]
     return "\n".join(lines) + "\n"
@@ -251,9 +258,9 @@ def main() -> None:
             reference_melody(files, args.workers, args.out)
         return
     result = run(args)
-    print(markdown(result))
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=1))
+    print(markdown(result))
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from pipeline.audio_decode import (
     check_readable,
 )
 from pipeline.audio_open import open_source
+from pipeline.audio_opus import decode_opus, is_reduced_rate_request
 from pipeline.audio_sniff import sniff_file
 
 __all__ = [
@@ -171,6 +172,10 @@ class AudioReader:
         path, source, info = self.path, self._source, self._source.info
         rate = info.sample_rate
         target_rate = sample_rate or rate
+        if offset_s == 0 and duration_s is None and is_reduced_rate_request(info.container, info.codec, rate, target_rate):
+            whole = self._read_opus_whole(target_rate, channels)
+            if whole is not None:
+                return whole, target_rate
         start = round(offset_s * rate)
         if source.frames_exact and start > info.frames:
             raise AudioError(path, f"offset {offset_s:.3f} s is past the end ({info.duration:.3f} s)", OUT_OF_RANGE)
@@ -198,6 +203,22 @@ class AudioReader:
         except ValueError as exc:
             raise AudioError(path, str(exc), UNSUPPORTED) from exc
         return samples, target_rate
+
+    def _read_opus_whole(self, target_rate: int, channels: int | None) -> np.ndarray | None:
+        """A whole Opus file decoded by libopus below 48 kHz (:mod:`pipeline.audio_opus`), at the
+        length the 48 kHz path gives; None where that decoder does not apply."""
+        info = self._source.info
+        decoded = decode_opus(self.path, target_rate, mono=channels == 1)
+        if decoded is None:
+            return None
+        raw, raw_rate = decoded
+        if not np.isfinite(raw).all():
+            raise AudioError(self.path, "non-finite samples (NaN or Inf)", NON_FINITE)
+        samples = _convert_and_resample(raw, raw_rate, target_rate, channels, 0, raw.shape[1])
+        length = round(info.frames * target_rate / info.sample_rate)
+        if samples.shape[1] < length:
+            samples = np.pad(samples, ((0, 0), (0, length - samples.shape[1])))
+        return np.ascontiguousarray(samples[:, :length])
 
     def close(self) -> None:
         self._source.close()

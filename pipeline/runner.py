@@ -92,6 +92,9 @@ def run_stage(
             pending.append(ShardJob(stage_name, params, spec, str(out.resolve()), os.getcwd(),
                                     sharding.max_track_seconds, target))
     log.info("%s: %d shards, %d complete, %d to run", stage_name, len(plan), report.skipped, len(pending))
+    # Longest shards first: the last ones to finish are then short, so no worker idles long at the end
+    # (the shards' contents and files do not depend on the order).
+    pending.sort(key=lambda job: -job.spec.seconds)
 
     if pending:
         owns_executor = executor is None
