@@ -143,3 +143,11 @@ def build_tiny_features(root: Path, n_tracks: int = 6, seconds_per_chord: float 
     return TinyFeatures(root=root, manifest=manifest, metadata=metadata, latents=root / "latents",
                         chords=root / "chords", melody=root / "melody", drums=root / "drums", stats=stats,
                         timelines=timelines)
+
+
+def paths_for(tiny: TinyFeatures, out: Path):
+    """The trainer's ``TrainPaths`` over the tiny features, writing into ``out``."""
+    from model.training.train import TrainPaths
+
+    return TrainPaths(manifest=str(tiny.manifest), latents=str(tiny.latents), chords=str(tiny.chords),
+                      melody=str(tiny.melody), stats=str(tiny.stats), out_dir=str(out), metadata=str(tiny.metadata))

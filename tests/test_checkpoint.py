@@ -15,8 +15,8 @@ from model.checkpoint import (CHECKPOINT_FORMAT, LEGACY_FORMAT, CheckpointError,
                               model_from_artifact, save_checkpoint)
 from model.config import GenerateConfig, ModelParams, TrainConfig
 from model.sampling.sample import MusicGenerator
-from model.training.train import Trainer, TrainPaths
-from model_helpers import build_tiny_features
+from model.training.train import Trainer
+from model_helpers import build_tiny_features, paths_for
 
 TINY_MODEL = {"dim": 32, "layers": 2, "heads": 2, "frames_per_token": 2, "chord_embed_dim": 8, "melody_embed_dim": 8,
               "drum_embed_dim": 8}
@@ -50,11 +50,6 @@ def cli_run(tiny, tmp_path_factory):
 def cli_args(tiny, out: Path) -> list[str]:
     return ["--manifest", str(tiny.manifest), "--metadata", str(tiny.metadata), "--latents", str(tiny.latents),
             "--chords", str(tiny.chords), "--melody", str(tiny.melody), "--stats", str(tiny.stats), "--out", str(out)]
-
-
-def paths_for(tiny, out: Path) -> TrainPaths:
-    return TrainPaths(manifest=str(tiny.manifest), latents=str(tiny.latents), chords=str(tiny.chords),
-                      melody=str(tiny.melody), stats=str(tiny.stats), out_dir=str(out), metadata=str(tiny.metadata))
 
 
 def test_the_file_is_plain_data_and_tensors_in_two_declared_parts(cli_run):

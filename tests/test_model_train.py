@@ -16,8 +16,8 @@ import torch
 from model.checkpoint import CheckpointError, load_checkpoint, model_from_artifact
 from model.config import ArchitectureConfig, ModelConfig, ModelParams, TrainConfig, model_config_from_params
 from model.sampling.sample import MusicGenerator
-from model.training.train import Trainer, TrainPaths, lr_factor
-from model_helpers import build_tiny_features
+from model.training.train import Trainer, lr_factor
+from model_helpers import build_tiny_features, paths_for
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = ModelParams(dim=32, layers=2, heads=2, frames_per_token=2, chord_embed_dim=8, melody_embed_dim=8,
@@ -30,11 +30,6 @@ TINY_TRAIN = TrainConfig(steps=8, batch_size=4, segment_seconds=1.0, warmup_step
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return build_tiny_features(tmp_path_factory.mktemp("tiny_features"))
-
-
-def paths_for(tiny, out: Path) -> TrainPaths:
-    return TrainPaths(manifest=str(tiny.manifest), latents=str(tiny.latents), chords=str(tiny.chords),
-                      melody=str(tiny.melody), stats=str(tiny.stats), out_dir=str(out), metadata=str(tiny.metadata))
 
 
 def test_lr_schedule_warms_up_then_decays():

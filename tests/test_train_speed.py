@@ -10,8 +10,8 @@ import torch
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.config import ModelParams, TrainConfig
 from model.network.transformer import apply_rotary, rotary_tables
-from model.training.train import CHECKPOINT_NAME, Trainer, TrainPaths
-from model_helpers import build_tiny_features
+from model.training.train import CHECKPOINT_NAME, Trainer
+from model_helpers import build_tiny_features, paths_for
 
 TINY_MODEL = ModelParams(dim=32, layers=2, heads=2, frames_per_token=2, chord_embed_dim=8, melody_embed_dim=8,
                          drum_embed_dim=8)
@@ -22,11 +22,6 @@ TINY_TRAIN = TrainConfig(steps=6, batch_size=4, segment_seconds=1.0, warmup_step
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return build_tiny_features(tmp_path_factory.mktemp("tiny_features"))
-
-
-def paths_for(tiny, out: Path) -> TrainPaths:
-    return TrainPaths(manifest=str(tiny.manifest), latents=str(tiny.latents), chords=str(tiny.chords),
-                      melody=str(tiny.melody), stats=str(tiny.stats), out_dir=str(out), metadata=str(tiny.metadata))
 
 
 def test_rotating_q_and_k_together_is_rotating_each_bit_for_bit():
