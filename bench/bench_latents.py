@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from music.chords import label_pitch_classes  # noqa: E402
 from pipeline.atomic import atomic_write_text  # noqa: E402
 from pipeline.corpus.tones import chord_tone  # noqa: E402
-from stages.latents.codec import Codec  # noqa: E402
+from stages.latents.codec import Codec, CodecError  # noqa: E402
 from stages.latents.codecs import CODECS, make_codec  # noqa: E402
 
 #: facebook/encodec_32khz's published configuration (transformers EncodecConfig fields).
@@ -103,7 +103,11 @@ def main() -> int:
         if args.encodec_24khz:
             options["encodec_24khz"] = {"checkpoint": args.encodec_24khz}
         for name in args.codec:
-            codec = make_codec(name, options.get(name))
+            try:
+                codec = make_codec(name, options.get(name))
+            except CodecError as exc:  # a codec that needs files this machine lacks (jasco_encodec)
+                print(f"skipped {name}: {exc}")
+                continue
             random = name in ENCODEC_NAMES and not getattr(args, name.replace("-", "_"))
             for batch in args.batch:
                 figures = time_codec(codec, args.seconds, batch, args.repeat)
