@@ -45,7 +45,7 @@ from pipeline.audio_decode import (
     check_readable,
 )
 from pipeline.audio_open import open_source
-from pipeline.audio_opus import decode_opus, is_reduced_rate_request
+from pipeline.audio_opus import OPUS_LENGTH_TOLERANCE, decode_opus, is_reduced_rate_request
 from pipeline.audio_sniff import sniff_file
 
 __all__ = [
@@ -216,6 +216,8 @@ class AudioReader:
             raise AudioError(self.path, "non-finite samples (NaN or Inf)", NON_FINITE)
         samples = _convert_and_resample(raw, raw_rate, target_rate, channels, 0, raw.shape[1])
         length = round(info.frames * target_rate / info.sample_rate)
+        if samples.shape[1] < length - OPUS_LENGTH_TOLERANCE:
+            return None  # less audio than the header promises: libsndfile's path says why
         if samples.shape[1] < length:
             samples = np.pad(samples, ((0, 0), (0, length - samples.shape[1])))
         return np.ascontiguousarray(samples[:, :length])

@@ -6,7 +6,8 @@ itself decodes straight to 8, 12, 16 or 24 kHz (it skips the bands and samples a
 from a stereo stream (its own downmix): for the chords stage at 11025 Hz that is 2.5x less decode
 time (bench/report/README.md, the side-by-side section).
 
-Only what is needed is read: mapping family 0 (mono and stereo; other layouts go to libsndfile),
+Only what is needed is read: one logical stream, mapping family 0 (mono and stereo; chained files
+and other layouts go to libsndfile),
 the pre-skip and the end trim from the last granule position, and the header's output gain,
 exactly as RFC 7845 sets them. The result is the same audio as a 48 kHz decode resampled, up to
 the decoder's band limit and resampler (not bit-identical, so sources that need that, e.g. a range
@@ -32,6 +33,9 @@ MAX_PACKET_FRAMES_48K: int = 5760
 #: Ogg page header: capture pattern, version, flags, granule position, serial, sequence, CRC,
 #: segment count (RFC 3533), little-endian.
 OGG_PAGE_HEADER = struct.Struct("<4sBBqIIIB")
+#: Output samples a reduced-rate decode may fall short of the 48 kHz length by (rounding of the
+#: pre-skip and end trim at the lower rate); more, and the file is read the 48 kHz way.
+OPUS_LENGTH_TOLERANCE: int = 2
 OPUS_HEAD_MAGIC = b"OpusHead"
 OPUS_TAGS_MAGIC = b"OpusTags"
 
@@ -61,8 +65,9 @@ def available() -> bool:
     return _libopus() is not None
 
 
-def ogg_packets(data: bytes, path: str) -> tuple[list[bytes], int]:
-    """The packets of the first logical stream of an Ogg file, and its last granule position."""
+def ogg_packets(data: bytes, path: str) -> tuple[list[bytes], int] | None:
+    """The packets of an Ogg file's one logical stream, and its last granule position; None for a
+    file with several streams (chained or multiplexed), which libsndfile reads instead."""
     packets, pending, last_granule, offset, serial = [], b"", -1, 0, None
     while offset < len(data):
         if len(data) - offset < OGG_PAGE_HEADER.size:
@@ -75,9 +80,8 @@ def ogg_packets(data: bytes, path: str) -> tuple[list[bytes], int]:
         if offset + sum(lacing) > len(data):
             raise AudioError(path, f"truncated Ogg page body before byte {offset + sum(lacing)}", CORRUPT)
         serial = page_serial if serial is None else serial
-        if page_serial != serial:  # a multiplexed stream: not ours, skip its page
-            offset += sum(lacing)
-            continue
+        if page_serial != serial:  # chained or multiplexed streams: not for this reader
+            return None
         for size in lacing:
             pending += data[offset:offset + size]
             offset += size
@@ -103,7 +107,10 @@ def decode_opus(path: str, target_rate: int, mono: bool) -> tuple[np.ndarray, in
         return None
     with open(path, "rb") as handle:
         data = handle.read()
-    packets, last_granule = ogg_packets(data, path)
+    stream = ogg_packets(data, path)
+    if stream is None:
+        return None
+    packets, last_granule = stream
     if len(packets) < 2 or not packets[0].startswith(OPUS_HEAD_MAGIC) or not packets[1].startswith(OPUS_TAGS_MAGIC):
         return None
     head = packets[0]

@@ -68,3 +68,15 @@ def test_a_truncated_file_is_an_error_naming_it(tmp_path, opus_file):
     with pytest.raises(AudioError, match="truncated Ogg page") as caught:
         decode_opus(str(cut), 11025, mono=True)
     assert str(cut) in str(caught.value)
+
+
+def test_chained_streams_go_to_libsndfile(tmp_path, opus_file):
+    # two logical streams one after the other: this reader declines, the 48 kHz path reads the file
+    chained = tmp_path / "chained.opus"
+    first = opus_file.read_bytes()
+    second = bytearray(first)
+    for offset in range(len(second) - 3):  # give every page of the copy another serial number
+        if second[offset:offset + 4] == b"OggS":
+            second[offset + 14:offset + 18] = (0x5EED).to_bytes(4, "little")
+    chained.write_bytes(first + bytes(second))
+    assert decode_opus(str(chained), 11025, mono=True) is None
