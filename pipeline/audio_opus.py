@@ -38,6 +38,8 @@ OGG_PAGE_HEADER = struct.Struct("<4sBBqIIIB")
 OPUS_LENGTH_TOLERANCE: int = 2
 OPUS_HEAD_MAGIC = b"OpusHead"
 OPUS_TAGS_MAGIC = b"OpusTags"
+#: Length of the OpusHead fields read here (RFC 7845 5.1: up to the mapping family byte).
+OPUS_HEAD_BYTES: int = 19
 
 
 def decode_rate_for(target_rate: int) -> int:
@@ -65,29 +67,26 @@ def available() -> bool:
     return _libopus() is not None
 
 
-def ogg_packets(data: bytes, path: str) -> tuple[list[bytes], int] | None:
+def ogg_packets(data: bytes) -> tuple[list[bytes], int] | None:
     """The packets of an Ogg file's one logical stream, and its last granule position; None for a
-    file with several streams (chained or multiplexed), which libsndfile reads instead."""
-    packets, pending, last_granule, offset, serial = [], b"", -1, 0, None
+    file with several streams (chained or multiplexed) or a damaged page, which libsndfile reads
+    (or rejects, naming why) instead."""
+    packets, pending, last_granule, offset, serial = [], [], -1, 0, None
     while offset < len(data):
         if len(data) - offset < OGG_PAGE_HEADER.size:
-            raise AudioError(path, f"truncated Ogg page header at byte {offset}", CORRUPT)
+            return None
         magic, _, _, granule, page_serial, _, _, n_segments = OGG_PAGE_HEADER.unpack_from(data, offset)
-        if magic != b"OggS":
-            raise AudioError(path, f"no Ogg page at byte {offset}", CORRUPT)
         lacing = data[offset + OGG_PAGE_HEADER.size: offset + OGG_PAGE_HEADER.size + n_segments]
         offset += OGG_PAGE_HEADER.size + n_segments
-        if offset + sum(lacing) > len(data):
-            raise AudioError(path, f"truncated Ogg page body before byte {offset + sum(lacing)}", CORRUPT)
         serial = page_serial if serial is None else serial
-        if page_serial != serial:  # chained or multiplexed streams: not for this reader
+        if magic != b"OggS" or offset + sum(lacing) > len(data) or page_serial != serial:
             return None
         for size in lacing:
-            pending += data[offset:offset + size]
+            pending.append(data[offset:offset + size])
             offset += size
             if size < 255:  # a lacing value below 255 ends a packet
-                packets.append(pending)
-                pending = b""
+                packets.append(b"".join(pending))
+                pending = []
         if granule >= 0:
             last_granule = granule
     return packets, last_granule
@@ -98,20 +97,23 @@ def decode_opus(path: str, target_rate: int, mono: bool) -> tuple[np.ndarray, in
 
     Returns:
         ``(samples (channels, n) float32, rate)``, mono if asked; ``None`` where this decoder does not
-        apply (no libopus, not Opus, a channel mapping other than family 0), so the caller falls back.
+        apply (no libopus, not Opus, a channel mapping other than family 0, several streams) or the
+        stream is damaged (a cut page, a packet libopus rejects), so the caller falls back: this path
+        only ever makes a read faster, never gives another verdict on a file.
     Raises:
-        AudioError: a damaged stream (truncated pages, a packet libopus rejects).
+        AudioError: libopus cannot create a decoder.
     """
     lib = _libopus()
     if lib is None:
         return None
     with open(path, "rb") as handle:
         data = handle.read()
-    stream = ogg_packets(data, path)
+    stream = ogg_packets(data)
     if stream is None:
         return None
     packets, last_granule = stream
-    if len(packets) < 2 or not packets[0].startswith(OPUS_HEAD_MAGIC) or not packets[1].startswith(OPUS_TAGS_MAGIC):
+    if len(packets) < 2 or len(packets[0]) < OPUS_HEAD_BYTES or not packets[0].startswith(OPUS_HEAD_MAGIC) \
+            or not packets[1].startswith(OPUS_TAGS_MAGIC):
         return None
     head = packets[0]
     channels, pre_skip, gain_q8, mapping_family = head[9], struct.unpack_from("<H", head, 10)[0], \
@@ -128,10 +130,10 @@ def decode_opus(path: str, target_rate: int, mono: bool) -> tuple[np.ndarray, in
     buffer = (ctypes.c_float * (max_frames * out_channels))()
     pieces = []
     try:
-        for number, packet in enumerate(packets[2:]):
+        for packet in packets[2:]:
             n = lib.opus_decode_float(decoder, packet, len(packet), buffer, max_frames, 0)
-            if n < 0:
-                raise AudioError(path, f"libopus cannot decode audio packet {number} (error {n})", CORRUPT)
+            if n < 0:  # a damaged packet: the 48 kHz path gives its own verdict on the file
+                return None
             pieces.append(np.frombuffer(buffer, dtype=np.float32, count=n * out_channels).copy())
     finally:
         lib.opus_decoder_destroy(decoder)
