@@ -178,7 +178,8 @@ class TorchSalienceModel:
         #: Every call computes at this count (its sums round differently at 1 and 2 threads).
         self.threads = threads
         with pinned_threads(threads):  # the weight spectra are computed here (torch may be new here)
-            self.net = DeepSalienceNet().load_keras_weights(weights).set_precision(precision).to(self.device)
+            # precision after the move: its low-precision weight copies are plain tensors, not buffers
+            self.net = DeepSalienceNet().load_keras_weights(weights).to(self.device).set_precision(precision)
 
     def predict(self, hcqt: np.ndarray, lowest_bin: int = 0) -> np.ndarray:
         """(B, 6, 360, L) HCQT -> (B, 360 - lowest_bin, L) salience of bins ``lowest_bin`` and up.
