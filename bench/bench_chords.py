@@ -44,12 +44,9 @@ from stages.chords.chordino import PLUGIN_KEY, load_vamp  # noqa: E402
 
 DEFAULT_MANIFEST = "manifests/demo.parquet"
 TRACKS_PER_SHARD = 8
-#: The reference (issue 19): chord_extractor as AudioCraft's extract_chords.py calls it, one worker each.
-REFERENCE_SCRIPT = """
-import sys
-from chord_extractor.extractors import Chordino
-Chordino().extract_many(sys.argv[1:], num_extractors=1, num_preprocessors=1)
-"""
+#: The reference (issue 19): chord_extractor as AudioCraft's extract_chords.py calls it, one worker
+#: each; the recipe lives in bench_side_by_side.py.
+SIDE_BY_SIDE = Path(__file__).resolve().parent / "bench_side_by_side.py"
 
 
 def cpu_seconds() -> float:
@@ -106,8 +103,11 @@ def main() -> int:
     print(f"{len(decoded)} tracks, {audio_s:.1f} s of audio, {os.cpu_count()} CPUs", file=sys.stderr)
     results = []
     if args.reference:
-        cpu, wall = timed(lambda: subprocess.run([sys.executable, "-c", REFERENCE_SCRIPT, *paths], check=True,
-                                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        listing = Path(tempfile.mkdtemp(prefix="bench_chords_")) / "files.txt"
+        listing.write_text("\n".join(paths) + "\n")
+        cpu, wall = timed(lambda: subprocess.run(
+            [sys.executable, str(SIDE_BY_SIDE), "--reference", "chords", "--workers", "1", "--files", str(listing)],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         results.append(row("reference: chord_extractor extract_many (1+1 workers, whole process)", audio_s, cpu, wall))
     results.append(row("stage decode + extract", audio_s, decode_cpu, decode_wall))
 
