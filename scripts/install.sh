@@ -10,6 +10,7 @@ PYTHON=${PYTHON:-python3.11}
 VENV=${VENV:-.venv}
 # Installed apart from requirements.lock (see below); model/evaluation/judges/musicnn.py names the same pin.
 MUSICNN_PIN="musicnn==0.1.0"
+UV_PIN="uv==0.13.9"
 
 if [[ "${1:-}" != "--no-apt" ]]; then
   missing=()
@@ -37,7 +38,17 @@ if [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp_value" ]]; then
 fi
 
 [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
-pip_install() { "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@"; }
+# uv installs the lock (same pins, same wheels) in about a quarter of pip's time: parallel downloads
+# and unpacking. pip stays the fallback where uv cannot be installed.
+if "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$UV_PIN" 2>/dev/null; then
+  # uv reads no pip configuration: hand it the index pip is told to use, if any.
+  pip_index=${PIP_INDEX_URL:-$("$VENV/bin/python" -m pip config get global.index-url 2>/dev/null || true)}
+  [[ -n "$pip_index" ]] && export UV_DEFAULT_INDEX="$pip_index"
+  pip_install() { "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" "$@"; }
+else
+  echo "[install] uv unavailable: installing with pip"
+  pip_install() { "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@"; }
+fi
 numpy_pin=$(grep -E '^numpy==' requirements.lock)
 # vamp's setup.py imports numpy and has no build isolation support: numpy, setuptools and wheel
 # first; chord-extractor needs pkg_resources, which setuptools 81 removed (pinned: a plain

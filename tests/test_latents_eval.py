@@ -15,8 +15,8 @@ from pipeline.manifest import build_manifest, write_manifest
 from pipeline.numba_cache import import_librosa
 from stages.latents.cli import add_cli
 from stages.latents.codec import Codec
-from stages.latents.evaluate import Judges, evaluate_codec, select_clips
-from stages.latents.melody_judge import MelodyJudge, MelodyScore, pooled_melody
+from stages.latents.evaluate import JudgeSettings, evaluate_codec, select_clips
+from stages.latents.melody_judge import MelodyScore, pooled_melody
 from stages.latents.metrics import log_mel_l1, multi_resolution_stft, si_sdr
 from tests.test_melody_support import synth_melody, weights_dir, write_truth  # noqa: F401 (fixture)
 
@@ -126,12 +126,19 @@ def test_melody_preservation_is_decoded_over_original(tmp_path, weights_dir):  #
     table, rejects = build_manifest([audio])
     write_manifest(table, rejects, tmp_path / "m.parquet")
     clips = select_clips(tmp_path / "m.parquet", truth)
-    judges = Judges(melody=MelodyJudge({"weights_dir": str(weights_dir)}))
+    judges = JudgeSettings.of(harmony=False, melody=True, melody_params={"weights_dir": str(weights_dir)})
 
     identity = evaluate_codec(FramesCodec(), clips, judges, progress=False)
     assert identity["clips"] == 2 and identity["melody_clips"] == 1  # the chords-only truth is not scored
     assert identity["melody_pitch_accuracy_original"] > 0.8  # the melody stage reads the synthetic tune
     assert identity["melody_pitch_preservation"] == 1.0 and identity["melody_chroma_preservation"] == 1.0
+
+    from pipeline.executors import ProcessExecutor
+
+    with ProcessExecutor(2) as executor:  # the same figures from a pool (the codec travels pickled)
+        pooled = evaluate_codec(FramesCodec(), clips, judges, progress=False, executor=executor)
+    timing = ("encode_rtf", "decode_rtf")
+    assert {k: v for k, v in pooled.items() if k not in timing} == {k: v for k, v in identity.items() if k not in timing}
 
     octave_up = evaluate_codec(FramesCodec(semitones=12), clips, judges, progress=False)
     assert octave_up["melody_pitch_accuracy_original"] == identity["melody_pitch_accuracy_original"]

@@ -119,6 +119,18 @@ def test_extract_then_eval_writes_metrics(tiny_corpus):
     assert json.loads(out.read_text())["clips"] == 1
 
 
+def test_eval_on_a_process_pool_gives_the_serial_figures(tiny_corpus):
+    root = tiny_corpus
+    common = ["--manifest", str(root / "manifest.parquet"), "--truth", str(root / "truth"), "--no-progress"]
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["executor"] = {"backend": "process", "workers": 2}
+    (root / "params_pool.yaml").write_text(yaml.safe_dump(params))
+    serial, pooled = root / "metrics" / "serial.json", root / "metrics" / "pooled.json"
+    assert main(["melody", "eval", *common, "--params", str(root / "params.yaml"), "--out", str(serial)]) == 0
+    assert main(["melody", "eval", *common, "--params", str(root / "params_pool.yaml"), "--out", str(pooled)]) == 0
+    assert json.loads(pooled.read_text()) == json.loads(serial.read_text())
+
+
 def test_plot_writes_a_png(tiny_corpus):
     root = tiny_corpus
     out = root / "plots" / "salience.png"

@@ -244,6 +244,20 @@ def monkeypatch_module():
         yield patch
 
 
+def test_eval_on_a_process_pool_gives_the_serial_figures(generated, scored):
+    params = generated / "pool.yaml"
+    params.write_text("executor: {backend: process, workers: 2}\n")
+    out, per_clip = generated / "metrics" / "pooled.json", generated / "pooled_clips.json"
+    assert chordflow_eval(["score", "--report", str(generated / "generated" / "report.json"), "--out", str(out),
+                           "--per-clip", str(per_clip), "--params", str(params),
+                           "--reference-manifest", str(generated / "reference.parquet"), "--no-progress"]) == 0
+    serial, serial_rows = scored
+    pooled, pooled_rows = json.loads(out.read_text()), json.loads(per_clip.read_text())
+    assert {k: v for k, v in pooled.items() if k != "timing"} == {k: v for k, v in serial.items() if k != "timing"}
+    assert [{k: v for k, v in row.items() if k != "analysis_seconds"} for row in pooled_rows] == \
+        [{k: v for k, v in row.items() if k != "analysis_seconds"} for row in serial_rows.values()]
+
+
 def test_eval_on_files_with_known_chords(scored):
     metrics, rows = scored
     given, wrong = metrics["groups"]["chords_given"], metrics["groups"]["wrong"]

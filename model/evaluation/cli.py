@@ -23,6 +23,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     score.add_argument("--reference-manifest", help="manifest of real audio for the Fréchet distance")
     score.add_argument("--reference-limit", type=int, help="embed at most this many reference clips (0 = all; "
                                                            "default model_eval.reference_limit)")
+    score.add_argument("--workers", type=int, help="override executor.workers (the clips are analysed there)")
     score.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     score.set_defaults(func=_score)
 
@@ -56,13 +57,17 @@ def _fail(message: object) -> int:
 
 def _score(args: argparse.Namespace) -> int:
     from model.evaluation.score import evaluate_report
+    from pipeline.config import read_params_if_present
+    from pipeline.executors import executor_from_params
     from pipeline.metrics import write_metrics
 
     if args.reference_limit is not None and args.reference_limit < 0:
         return _fail("--reference-limit must be >= 0")
     try:
-        metrics, rows = evaluate_report(args.report, args.params, args.reference_manifest, args.reference_limit,
-                                        progress=not args.no_progress)
+        params = read_params_if_present(args.params)
+        with executor_from_params(params, workers=args.workers) as executor:
+            metrics, rows = evaluate_report(args.report, params, args.reference_manifest, args.reference_limit,
+                                            progress=not args.no_progress, executor=executor)
     except (ValueError, OSError) as exc:  # ReportError, ConfigError, an unreadable manifest
         return _fail(exc)
     write_metrics(metrics, args.out)

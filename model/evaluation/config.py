@@ -28,10 +28,14 @@ class ModelEvalConfig:
     frechet: EmbeddingConfig = EmbeddingConfig()
     #: The independent judges (model/evaluation/judges): CNN chords, CREPE melody, clarity, musicnn.
     judges: JudgesConfig = JudgesConfig()
+    #: Numeric threads of one clip's analysis (the judges' networks; the stages keep their own
+    #: ``threads``): the same count gives the same figures on every executor.
+    threads: int = 1
 
     def __post_init__(self) -> None:
-        if self.onset_tolerance_s <= 0 or self.reference_limit < 0:
-            raise ConfigError(f"model_eval: need onset_tolerance_s > 0 and reference_limit >= 0, got {self}")
+        if self.onset_tolerance_s <= 0 or self.reference_limit < 0 or self.threads < 1:
+            raise ConfigError("model_eval: need onset_tolerance_s > 0, reference_limit >= 0 and threads >= 1, "
+                              f"got {self}")
 
 
 @dataclasses.dataclass(frozen=True)

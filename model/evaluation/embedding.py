@@ -22,13 +22,17 @@ covariances (fewer windows than dimensions), where ``scipy.linalg.sqrtm`` needs 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
 from pipeline.config import ConfigError
+
+if TYPE_CHECKING:
+    from pipeline.executors import Executor
 
 EMBEDDING_NAME = "logmel_chroma_mfcc_stats"
 N_CHROMA = 12
@@ -120,32 +124,48 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return max(0.0, mean_term + float(np.trace(cov_a) + np.trace(cov_b)) - 2.0 * trace_cross)
 
 
+def _load_and_apply(path: str, function: Callable[[np.ndarray, int], Any], sample_rate: int) -> Any:
+    from pipeline.audio import load_audio
+
+    samples, _ = load_audio(path, sample_rate=sample_rate, channels=1)
+    return function(samples, sample_rate)
+
+
 def over_manifest(manifest: str | Path, function: Callable[[np.ndarray, int], Any], sample_rate: int,
-                  limit: int = 0, progress: bool = True, desc: str = "reference") -> tuple[list[Any], list[str]]:
+                  limit: int = 0, progress: bool = True, desc: str = "reference",
+                  executor: Executor | None = None) -> tuple[list[Any], list[str]]:
     """``function((1, N) mono audio, sample_rate)`` of the first ``limit`` (0 = all) tracks of a
-    manifest, in manifest order, and the ``"path: reason"`` of each track that failed (left out)."""
+    manifest, in manifest order, and the ``"path: reason"`` of each track that failed (left out).
+    ``executor``: where the tracks run (None: here); ``function`` must then be picklable."""
     from tqdm import tqdm
 
-    from pipeline.audio import load_audio
+    from pipeline.executors import SerialExecutor
     from pipeline.manifest import read_manifest
 
     paths = read_manifest(manifest).column("path").to_pylist()
     paths = paths[:limit] if limit else paths
+    executor = executor or SerialExecutor()
+    futures = [executor.submit(_load_and_apply, path, function, sample_rate) for path in paths]
+    for _ in tqdm(executor.as_completed(futures), total=len(futures), desc=desc, unit="clip", disable=not progress):
+        pass
     results, failed = [], []
-    for path in tqdm(paths, desc=desc, unit="clip", disable=not progress):
+    for path, future in zip(paths, futures):
         try:
-            samples, _ = load_audio(path, sample_rate=sample_rate, channels=1)
-            results.append(function(samples, sample_rate))
+            results.append(future.result())
         except Exception as exc:  # an unreadable reference clip is left out, and counted
             failed.append(f"{path}: {type(exc).__name__}: {exc}")
     return results, failed
 
 
-def embed_manifest(manifest: str | Path, config: EmbeddingConfig, limit: int = 0,
-                   progress: bool = True) -> tuple[list[np.ndarray], list[str]]:
+def _embed_mono(config: EmbeddingConfig, samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    return embed(samples[0], config)
+
+
+def embed_manifest(manifest: str | Path, config: EmbeddingConfig, limit: int = 0, progress: bool = True,
+                   executor: Executor | None = None) -> tuple[list[np.ndarray], list[str]]:
     """Hand-made embeddings of the first ``limit`` (0 = all) tracks of a manifest (see :func:`over_manifest`)."""
-    return over_manifest(manifest, lambda samples, _: embed(samples[0], config), config.sample_rate, limit, progress,
-                         desc="reference embedding")
+    return over_manifest(manifest, functools.partial(_embed_mono, config), config.sample_rate, limit, progress,
+                         desc="reference embedding", executor=executor)
 
 
 def _distance_or_reason(a: list[np.ndarray], b: list[np.ndarray]) -> float | str:
@@ -181,8 +201,8 @@ def frechet_section(generated: Mapping[str, np.ndarray | None], groups: Mapping[
 
 def handmade_frechet(generated: Mapping[str, np.ndarray | None], groups: Mapping[str, str],
                      reference_manifest: str | Path, config: EmbeddingConfig, limit: int = 0,
-                     progress: bool = True) -> dict[str, Any]:
+                     progress: bool = True, executor: Executor | None = None) -> dict[str, Any]:
     """The ``frechet`` entry on this module's weight-free embedding."""
-    reference, failed = embed_manifest(reference_manifest, config, limit, progress)
+    reference, failed = embed_manifest(reference_manifest, config, limit, progress, executor)
     return frechet_section(generated, groups, reference, failed, reference_manifest,
                            {"embedding": EMBEDDING_NAME, "dimensions": config.dimensions, "window_s": config.window_s})

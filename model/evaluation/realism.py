@@ -14,11 +14,17 @@ reference measured the same way in the same run:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
 from model.evaluation.embedding import frechet_section, over_manifest
+
+if TYPE_CHECKING:
+    from pipeline.executors import Executor
+
+#: role -> ``function(samples, sample_rate)`` measuring a real clip with that judge.
+Measure = Callable[[str], Callable[[np.ndarray, int], Any]]
 
 
 def _mean_std(values: list[float]) -> dict[str, float | int]:
@@ -30,16 +36,23 @@ def _mean_std(values: list[float]) -> dict[str, float | int]:
 
 def realism_section(generated: Mapping[str, np.ndarray | None], groups: Mapping[str, str],
                     reference_manifest: str | Path, panel: Any, limit: int = 0,
-                    progress: bool = True) -> dict[str, Any]:
+                    progress: bool = True, executor: Executor | None = None,
+                    measure: Measure | None = None) -> dict[str, Any]:
     """``generated``: clip id -> its (windows, D) musicnn embedding (None when not embedded);
-    ``panel``: the :class:`~model.evaluation.judges.panel.JudgePanel` that embedded them."""
+    ``panel``: the :class:`~model.evaluation.judges.panel.JudgePanel` that embedded them;
+    ``executor`` and ``measure``: where the real clips run, and a picklable stand-in for the panel's
+    judge of a role there (None: the panel's own, in this process)."""
+    if measure is None:
+        def measure(role: str) -> Callable[[np.ndarray, int], Any]:
+            judge = panel.members[role]
+            return judge.embed if role == "embedding" else judge.hear
     section: dict[str, Any] = {}
     if panel.ready("embedding"):
         from model.evaluation.judges.musicnn import PATCH_SECONDS, SAMPLE_RATE
 
         judge = panel.members["embedding"]
-        reference, failed = over_manifest(reference_manifest, judge.embed, SAMPLE_RATE, limit, progress,
-                                          desc="reference musicnn")
+        reference, failed = over_manifest(reference_manifest, measure("embedding"), SAMPLE_RATE, limit, progress,
+                                          desc="reference musicnn", executor=executor)
         section["frechet"] = frechet_section(generated, groups, reference, failed, reference_manifest,
                                              {"embedding": judge.identity.name, "judge": judge.identity.as_dict(),
                                               "dimensions": judge.config.dimensions,
@@ -48,8 +61,8 @@ def realism_section(generated: Mapping[str, np.ndarray | None], groups: Mapping[
         section["frechet"] = {"skipped": panel.skipped.get("embedding", "not set up")}
     if panel.ready("clarity"):
         judge = panel.members["clarity"]
-        values, failed = over_manifest(reference_manifest, judge.hear, judge.config.sample_rate, limit, progress,
-                                       desc="reference clarity")
+        values, failed = over_manifest(reference_manifest, measure("clarity"), judge.config.sample_rate, limit,
+                                       progress, desc="reference clarity", executor=executor)
         section["tonal_energy_fraction"] = {"judge": judge.identity.as_dict(), "real": _mean_std(values),
                                             "reference_failed": len(failed)}
     else:

@@ -297,24 +297,26 @@ def clip_row(clip: ClipRequest, analysis: Any, partners: Mapping[str, Mapping[st
 
 def evaluate_report(report_path: str | Path, params: Mapping[str, Any] | str | Path | None = None,
                     reference_manifest: str | Path | None = None, reference_limit: int | None = None,
-                    progress: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                    progress: bool = True, executor: Any = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Score every clip of a generation report. Returns ``(metrics, per-clip rows)``; ``metrics``
     holds the per-group aggregates, the Fréchet section, skipped analysers, errors and timing.
+    ``executor`` (:mod:`pipeline.executors`; None: this process) runs the clips' analyses and the
+    reference clips; the figures are the same on every executor.
     Raises :class:`model.evaluation.report.ReportError` / ``ConfigError`` for an unusable report or params."""
-    from tqdm import tqdm
-
-    from model.evaluation.analysis import Analysers
     from model.evaluation.embedding import handmade_frechet
     from model.evaluation.realism import realism_section
     from model.evaluation.report import read_report
+    from model.evaluation.workers import analyse_clips, analysers_for, reference_measure, set_up_for
+    from pipeline.executors import SerialExecutor
 
     started = time.perf_counter()
     config, stages = eval_settings(params)
     report = read_report(report_path)
-    analysers = Analysers(stages, config)
+    executor = executor or SerialExecutor()
+    analysers = analysers_for(stages, config)
     judges = config.judges.enabled
-    analyses = {clip.id: analysers.analyse(clip, embedding=reference_manifest is not None, judges=judges)
-                for clip in tqdm(report.clips, desc="eval", unit="clip", disable=not progress)}
+    set_up_for(analysers, report.clips, reference_manifest is not None, judges)
+    analyses = analyse_clips(report.clips, stages, config, reference_manifest is not None, judges, executor, progress)
     by_id = {clip.id: clip for clip in report.clips}
     partners = {control: chance_partners(report.clips, key) for control, key in _chance_keys(analysers).items()}
     rows = [clip_row(clip, analyses[clip.id], partners, by_id, analysers) for clip in report.clips]
@@ -340,11 +342,12 @@ def evaluate_report(report_path: str | Path, params: Mapping[str, Any] | str | P
         limit = config.reference_limit if reference_limit is None else reference_limit
         generated = {clip.id: analyses[clip.id].embedding for clip in report.clips}
         metrics["frechet"] = handmade_frechet(generated, {c.id: c.group for c in report.clips}, reference_manifest,
-                                              config.frechet, limit, progress)
+                                              config.frechet, limit, progress, executor)
         if judges:
             embedded = {clip.id: getattr(analyses[clip.id].judged, "embedding", None) for clip in report.clips}
             metrics["realism"] = realism_section(embedded, {c.id: c.group for c in report.clips}, reference_manifest,
-                                                 analysers.judges, limit, progress)
+                                                 analysers.judges, limit, progress, executor,
+                                                 lambda role: reference_measure(stages, config, role))
     metrics["judges"] = column_judges(analysers, judges)
     metrics["timing"] = {
         "seconds": round(time.perf_counter() - started, 3),

@@ -42,6 +42,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--limit", type=int, default=20, help="clips to use (first by track id; 0 = all)")
     evaluate.add_argument("--no-harmony", action="store_true", help="skip the Chordino harmony measure")
     evaluate.add_argument("--no-melody", action="store_true", help="skip the melody stage's pitch measure")
+    evaluate.add_argument("--workers", type=int, help="override executor.workers (the clips run there)")
     evaluate.add_argument("--out", help="metrics JSON (DVC metrics)")
     evaluate.add_argument("--no-progress", action="store_true")
     evaluate.set_defaults(func=_cli_eval)
@@ -103,26 +104,25 @@ def _cli_stats(args: argparse.Namespace) -> int:
 
 
 def _cli_eval(args: argparse.Namespace) -> int:
+    from pipeline.executors import executor_from_params
+    from pipeline.metrics import write_metrics
     from stages.latents.codec import CodecError
     from stages.latents.codecs import CODECS, make_codec
-    from pipeline.metrics import write_metrics
-    from stages.latents.evaluate import HarmonyJudge, Judges, evaluate_codec, format_table, select_clips
-    from stages.latents.melody_judge import load_melody_judge
+    from stages.latents.evaluate import JudgeSettings, evaluate_codec, format_table, select_clips
 
     params = read_params_if_present(args.params)
     config = _config(params)
     clips = select_clips(args.manifest, args.truth, args.limit or None)
-    judges = Judges(harmony=None if args.no_harmony else HarmonyJudge())
-    if not args.no_melody:
-        judges.melody, judges.melody_skipped = load_melody_judge(params.get("melody"))
+    settings = JudgeSettings.of(not args.no_harmony, not args.no_melody, params.get("melody"))
     results: dict[str, dict[str, Any]] = {}
-    for name in args.codec or sorted(CODECS):
-        try:
-            codec = make_codec(name, getattr(config, name))
-        except CodecError as exc:  # e.g. EnCodec weights not downloaded: say so, evaluate the rest
-            results[name] = {"error": str(exc).split(". ")[0]}
-            continue
-        results[name] = evaluate_codec(codec, clips, judges, progress=not args.no_progress)
+    with executor_from_params(params, workers=args.workers) as executor:
+        for name in args.codec or sorted(CODECS):
+            try:
+                codec = make_codec(name, getattr(config, name))
+            except CodecError as exc:  # e.g. EnCodec weights not downloaded: say so, evaluate the rest
+                results[name] = {"error": str(exc).split(". ")[0]}
+                continue
+            results[name] = evaluate_codec(codec, clips, settings, progress=not args.no_progress, executor=executor)
     print(format_table(results))
     if args.out:
         write_metrics(results, args.out)

@@ -17,7 +17,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
 from tqdm import tqdm
@@ -26,6 +26,9 @@ from stages.latents.codec import Codec
 from stages.latents.constants import CHORDINO_RATE
 from stages.latents.melody_judge import MelodyJudge, MelodyScore, melody_summary, truth_melody
 from stages.latents.metrics import log_mel_l1, multi_resolution_stft, si_sdr
+
+if TYPE_CHECKING:
+    from pipeline.executors import Executor
 
 #: mir_eval chord metric used for harmony preservation.
 HARMONY_METRIC = "majmin"
@@ -78,15 +81,45 @@ def pooled(parts: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
 
 @dataclasses.dataclass
 class Judges:
-    """What :func:`evaluate_codec` measures besides distances, and the originals' scores (cached
-    across codecs: the originals are judged once)."""
+    """What :func:`evaluate_codec` measures besides distances."""
 
     harmony: HarmonyJudge | None = None
     melody: MelodyJudge | None = None
     #: Why melody preservation is not measured (missing weights, no truth melody); None if it is.
     melody_skipped: str | None = None
+    #: The originals' scores by track id, cached across codecs: the originals are judged once.
     original_chords: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
     original_melody: dict[str, MelodyScore] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class JudgeSettings:
+    """Which judges :func:`evaluate_codec` runs: Chordino harmony, and the melody stage with the
+    ``melody`` params section given as JSON (a key this process's judges are cached under)."""
+
+    harmony: bool = True
+    melody: bool = True
+    melody_params_json: str = "null"
+
+    @classmethod
+    def of(cls, harmony: bool, melody: bool, melody_params: Mapping[str, Any] | None) -> "JudgeSettings":
+        return cls(harmony, melody, json.dumps(melody_params, sort_keys=True))
+
+
+#: This process's judges, built once per settings (an executor worker keeps them).
+_JUDGES: dict[JudgeSettings, Judges] = {}
+
+
+def judges_for(settings: JudgeSettings) -> Judges:
+    """This process's :class:`Judges` for ``settings``, set up on first use."""
+    from stages.latents.melody_judge import load_melody_judge
+
+    if settings not in _JUDGES:
+        judges = Judges(harmony=HarmonyJudge() if settings.harmony else None)
+        if settings.melody:
+            judges.melody, judges.melody_skipped = load_melody_judge(json.loads(settings.melody_params_json))
+        _JUDGES[settings] = judges
+    return _JUDGES[settings]
 
 
 def load_mono(path: str, sample_rate: int) -> np.ndarray:
@@ -96,58 +129,87 @@ def load_mono(path: str, sample_rate: int) -> np.ndarray:
     return samples[0]
 
 
-def evaluate_codec(codec: Codec, clips: list[Clip], judges: Judges | None = None,
-                   progress: bool = True) -> dict[str, Any]:
-    """Metrics of one codec over ``clips``; ``judges`` adds harmony and melody preservation."""
-    judges = Judges() if judges is None else judges
-    rows: list[dict[str, float]] = []
-    decoded_parts, reference_parts = [], []
-    decoded_melody: list[MelodyScore] = []
-    original_melody: list[MelodyScore] = []
-    encode_s = decode_s = audio_s = 0.0
-    for clip in tqdm(clips, desc=codec.name, unit="clip", disable=not progress):
-        wav = load_mono(clip.path, codec.sample_rate)
+@dataclasses.dataclass
+class ClipMeasures:
+    """One clip through one codec: distances, timings, and the judges' scores (None: not judged)."""
+
+    row: dict[str, float]
+    encode_s: float
+    decode_s: float
+    audio_s: float
+    original_chords: tuple[np.ndarray, np.ndarray] | None = None
+    decoded_chords: tuple[np.ndarray, np.ndarray] | None = None
+    original_melody: MelodyScore | None = None
+    decoded_melody: MelodyScore | None = None
+
+
+def measure_clip(clip: Clip, codec: Codec, settings: JudgeSettings) -> ClipMeasures:
+    """Encode, decode and judge one clip (runs in an executor worker). The codec runs at one numeric
+    thread, as in the latents stage, so every executor gives the same figures."""
+    from pipeline.threads import pinned_threads
+
+    judges = judges_for(settings)
+    wav = load_mono(clip.path, codec.sample_rate)
+    with pinned_threads(1):
         started = time.perf_counter()
         latents = codec.encode(wav)
-        encode_s += time.perf_counter() - started
+        encode_s = time.perf_counter() - started
         started = time.perf_counter()
         decoded = codec.decode(latents)
-        decode_s += time.perf_counter() - started
-        audio_s += len(wav) / codec.sample_rate
-        row = {"mrstft": multi_resolution_stft(wav, decoded),
-               "logmel_l1": log_mel_l1(wav, decoded, codec.sample_rate)}
+        decode_s = time.perf_counter() - started
+        row = {"mrstft": multi_resolution_stft(wav, decoded), "logmel_l1": log_mel_l1(wav, decoded, codec.sample_rate)}
         if codec.phase_preserving:
             row["si_sdr_db"] = si_sdr(wav, decoded)
-        if judges.harmony is not None:
-            truth = json.loads(clip.truth_path.read_text(encoding="utf-8"))["chords"]
-            if clip.track_id not in judges.original_chords:
-                judges.original_chords[clip.track_id] = judges.harmony.parts(
-                    load_mono(clip.path, CHORDINO_RATE), CHORDINO_RATE, truth)
-            reference_parts.append(judges.original_chords[clip.track_id])
-            decoded_parts.append(judges.harmony.parts(decoded, codec.sample_rate, truth))
-        melody_truth = truth_melody(clip.truth_path) if judges.melody is not None else None
-        if melody_truth is not None:
-            if clip.track_id not in judges.original_melody:
-                rate = judges.melody.stage.sample_rate
-                judges.original_melody[clip.track_id] = judges.melody.score(load_mono(clip.path, rate), rate,
-                                                                            melody_truth)
-            original_melody.append(judges.original_melody[clip.track_id])
-            decoded_melody.append(judges.melody.score(decoded, codec.sample_rate, melody_truth))
-        rows.append(row)
+    measures = ClipMeasures(row, encode_s, decode_s, len(wav) / codec.sample_rate)
+    if judges.harmony is not None:
+        truth = json.loads(clip.truth_path.read_text(encoding="utf-8"))["chords"]
+        if clip.track_id not in judges.original_chords:
+            judges.original_chords[clip.track_id] = judges.harmony.parts(
+                load_mono(clip.path, CHORDINO_RATE), CHORDINO_RATE, truth)
+        measures.original_chords = judges.original_chords[clip.track_id]
+        measures.decoded_chords = judges.harmony.parts(decoded, codec.sample_rate, truth)
+    melody_truth = truth_melody(clip.truth_path) if judges.melody is not None else None
+    if melody_truth is not None:
+        if clip.track_id not in judges.original_melody:
+            rate = judges.melody.stage.sample_rate
+            judges.original_melody[clip.track_id] = judges.melody.score(load_mono(clip.path, rate), rate, melody_truth)
+        measures.original_melody = judges.original_melody[clip.track_id]
+        measures.decoded_melody = judges.melody.score(decoded, codec.sample_rate, melody_truth)
+    return measures
+
+
+def evaluate_codec(codec: Codec, clips: list[Clip], settings: JudgeSettings = JudgeSettings(),
+                   progress: bool = True, executor: Executor | None = None) -> dict[str, Any]:
+    """Metrics of one codec over ``clips``, run on ``executor`` (None: here; a worker gets the codec
+    pickled with each clip); ``settings`` says which preservation judges run."""
+    from pipeline.executors import SerialExecutor
+
+    judges = judges_for(settings)  # here too: a missing judge is said once, before any worker starts
+    executor = executor or SerialExecutor()
+    futures = [executor.submit(measure_clip, clip, codec, settings) for clip in clips]
+    for _ in tqdm(executor.as_completed(futures), total=len(futures), desc=codec.name, unit="clip",
+                  disable=not progress):
+        pass
+    measured = [future.result() for future in futures]  # clip order: the same sums on every executor
+    rows = [m.row for m in measured]
     result: dict[str, Any] = {name: float(np.mean([r[name] for r in rows])) for name in rows[0]}
     if judges.harmony is not None:
-        original, decoded_acc = pooled(reference_parts), pooled(decoded_parts)
+        original = pooled(m.original_chords for m in measured)
+        decoded_acc = pooled(m.decoded_chords for m in measured)
         result["chord_accuracy_original"] = original
         result["chord_accuracy_decoded"] = decoded_acc
         result["harmony_preservation"] = decoded_acc / original if original > 0 else math.nan
+    decoded_melody = [m.decoded_melody for m in measured if m.decoded_melody is not None]
     if decoded_melody:
-        result.update(melody_summary(original_melody, decoded_melody))
+        result.update(melody_summary([m.original_melody for m in measured if m.original_melody is not None],
+                                     decoded_melody))
     elif judges.melody is not None:
         result["melody_skipped"] = "no clip's truth file has a voiced melody"
     elif judges.melody_skipped:
         result["melody_skipped"] = judges.melody_skipped
-    result["encode_rtf"] = encode_s / audio_s
-    result["decode_rtf"] = decode_s / audio_s
+    audio_s = sum(m.audio_s for m in measured)
+    result["encode_rtf"] = sum(m.encode_s for m in measured) / audio_s
+    result["decode_rtf"] = sum(m.decode_s for m in measured) / audio_s
     result["clips"] = len(rows)
     result["audio_seconds"] = round(audio_s, 3)
     result.update({k: v for k, v in codec.describe().items() if k != "codec"})

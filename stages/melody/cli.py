@@ -25,6 +25,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--out", required=True, help="metrics JSON to write")
     evaluate.add_argument("--params", default="params.yaml", help="sections melody and melody_eval")
     evaluate.add_argument("--limit", type=int, help="override melody_eval.limit (0 = all clips)")
+    evaluate.add_argument("--workers", type=int, help="override executor.workers (the clips' salience runs there)")
     evaluate.add_argument("--no-progress", action="store_true")
     evaluate.set_defaults(func=_eval)
 
@@ -49,6 +50,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 def _eval(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from pipeline.executors import executor_from_params
     from pipeline.metrics import write_metrics
     from stages.melody.config import MelodyConfig, MelodyEvalConfig
     from stages.melody.evaluate import evaluate_corpus, manifest_clips
@@ -59,7 +61,9 @@ def _eval(args: argparse.Namespace) -> int:
     if args.limit is not None:
         eval_cfg = dataclasses.replace(eval_cfg, limit=args.limit)
     clips = manifest_clips(args.manifest, args.truth, eval_cfg.limit)
-    summary = evaluate_corpus(clips, stage, eval_cfg, args.features, progress=not args.no_progress)
+    with executor_from_params(params, workers=args.workers) as executor:
+        summary = evaluate_corpus(clips, stage, eval_cfg, args.features, progress=not args.no_progress,
+                                  executor=executor)
     write_metrics(summary, args.out)
     print(f"melody eval: {summary['clips']} clips, backend {stage.backend}, voicing threshold "
           f"{eval_cfg.voicing_threshold} -> {args.out}")

@@ -17,11 +17,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
 from stages.melody.config import MelodyConfig, MelodyEvalConfig
+
+if TYPE_CHECKING:
+    from pipeline.executors import Executor
 
 log = logging.getLogger(__name__)
 
@@ -88,42 +91,79 @@ def manifest_clips(manifest: str | Path, truth_dir: str | Path, limit: int = 0) 
     return clips[:limit] if limit else clips
 
 
-def evaluate_corpus(clips: Iterable[tuple[str, str, Path]], stage: MelodyConfig, eval_cfg: MelodyEvalConfig,
-                    features_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Mean metrics per model (and for the stored condition) over ``clips``."""
-    from tqdm import tqdm
+#: Salience models loaded in this process, by (model name, stage config): a worker of the executor
+#: loads each once and scores many clips with it.
+_MODELS: dict[tuple[str, MelodyConfig], Any] = {}
 
+
+def _salience_model(name: str, stage: MelodyConfig) -> Any:
+    from pipeline.allocator import retain_freed_memory
+    from stages.melody.backends import load_salience_model
+
+    key = (name, stage)
+    if key not in _MODELS:
+        retain_freed_memory()  # as the stage's workers: no page faults for every window's activations
+        # melody.threads as for the stage: another count may change the salience in its last bits
+        _MODELS[key] = load_salience_model(name, stage.backend, stage.weights_dir, stage.threads, stage.device,
+                                           stage.precision)
+    return _MODELS[key]
+
+
+def score_models(audio_path: str, truth_path: Path, stage: MelodyConfig,
+                 eval_cfg: MelodyEvalConfig) -> dict[str, dict[str, float]]:
+    """Metrics of every model of ``eval_cfg.models`` on one clip (runs in an executor worker)."""
     from pipeline.audio import load_audio
     from pipeline.threads import pinned_threads
-    from stages.melody.backends import load_salience_model
     from stages.melody.chunking import predict_salience
     from stages.melody.constants import SAMPLE_RATE
     from stages.melody.hcqt import compute_hcqt, frame_times
 
+    ref_times, ref_f0 = read_truth_melody(truth_path)
+    samples, sr = load_audio(audio_path, sample_rate=SAMPLE_RATE, channels=1)
+    with pinned_threads(stage.threads):  # the HCQT's BLAS products too, as in the stage
+        hcqt = compute_hcqt(samples[0], sr, stage.hcqt)
+    times = frame_times(hcqt.shape[-1])
+    scores = {}
+    for name in eval_cfg.models:
+        salience = predict_salience(_salience_model(name, stage), hcqt, stage.chunk_frames, stage.batch_size,
+                                    stage.overlap_frames)
+        scores[name] = score(ref_times, ref_f0, times, single_f0(salience, eval_cfg.voicing_threshold))
+    return scores
+
+
+def evaluate_corpus(clips: Iterable[tuple[str, str, Path]], stage: MelodyConfig, eval_cfg: MelodyEvalConfig,
+                    features_dir: str | Path | None = None, progress: bool = True,
+                    executor: Executor | None = None) -> dict[str, Any]:
+    """Mean metrics per model (and for the stored condition) over ``clips``; the clips' salience is
+    computed on ``executor`` (None: in this process), the same figures whichever runs it."""
+    from tqdm import tqdm
+
+    from pipeline.executors import SerialExecutor
+
     clips = list(clips)
     if not clips:
         raise ValueError("no clip with a truth file to evaluate")
-    # melody.threads as for the stage: another count may change the salience in its last bits
-    models = {name: load_salience_model(name, stage.backend, stage.weights_dir, stage.threads, stage.device,
-                                              stage.precision)
-              for name in eval_cfg.models}
-    store = None
+    executor = executor or SerialExecutor()
+    # loaded here first, so that missing weights fail before any worker starts
+    for name in eval_cfg.models:
+        _salience_model(name, stage)
+    futures = [executor.submit(score_models, audio_path, truth_path, stage, eval_cfg)
+               for _, audio_path, truth_path in clips]
+    for _ in tqdm(executor.as_completed(futures), total=len(futures), desc="melody eval", unit="clip",
+                  disable=not progress):
+        pass
+    per_clip: dict[str, list[dict[str, float]]] = {name: [] for name in eval_cfg.models}
+    for future in futures:  # in clip order, so the means add up in the same order on every executor
+        for name, metrics in future.result().items():
+            per_clip[name].append(metrics)
     if features_dir is not None:
         from pipeline.reader import StageStore
 
         store = StageStore(features_dir)
-    per_clip: dict[str, list[dict[str, float]]] = {name: [] for name in [*models, *(["condition"] if store else [])]}
-    for track_id, audio_path, truth_path in tqdm(clips, desc="melody eval", unit="clip", disable=not progress):
-        ref_times, ref_f0 = read_truth_melody(truth_path)
-        samples, sr = load_audio(audio_path, sample_rate=SAMPLE_RATE, channels=1)
-        with pinned_threads(stage.threads):  # the HCQT's BLAS products too, as in the stage
-            hcqt = compute_hcqt(samples[0], sr, stage.hcqt)
-        times = frame_times(hcqt.shape[-1])
-        for name, model in models.items():
-            salience = predict_salience(model, hcqt, stage.chunk_frames, stage.batch_size, stage.overlap_frames)
-            per_clip[name].append(score(ref_times, ref_f0, times, single_f0(salience, eval_cfg.voicing_threshold)))
-        if store is not None:
+        per_clip["condition"] = []
+        for track_id, _, truth_path in clips:
             if track_id in store:
+                ref_times, ref_f0 = read_truth_melody(truth_path)
                 est_times, est_f0 = condition_f0(store.get(track_id)["melody_index"], store.frame_rate)
                 per_clip["condition"].append(score(ref_times, ref_f0, est_times, est_f0))
             else:
