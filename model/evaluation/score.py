@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -43,6 +43,9 @@ from model.evaluation.config import eval_settings
 from model.evaluation.report import ClipRequest
 from stages.chords.vocab import NO_CHORD_INDEX
 from stages.drums.constants import ONSET_WINDOW_S
+
+if TYPE_CHECKING:
+    from pipeline.executors import Executor
 
 METRICS_FORMAT = "chordflow.model_eval/1"
 #: Per-clip score columns, in table order; each also has a ``<name>_chance`` twin.
@@ -297,7 +300,7 @@ def clip_row(clip: ClipRequest, analysis: Any, partners: Mapping[str, Mapping[st
 
 def evaluate_report(report_path: str | Path, params: Mapping[str, Any] | str | Path | None = None,
                     reference_manifest: str | Path | None = None, reference_limit: int | None = None,
-                    progress: bool = True, executor: Any = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                    progress: bool = True, executor: Executor | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Score every clip of a generation report. Returns ``(metrics, per-clip rows)``; ``metrics``
     holds the per-group aggregates, the Fréchet section, skipped analysers, errors and timing.
     ``executor`` (:mod:`pipeline.executors`; None: this process) runs the clips' analyses and the
