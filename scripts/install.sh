@@ -56,11 +56,22 @@ numpy_pin=$(grep -E '^numpy==' requirements.lock)
 pip_install "pip==26.3"
 pip_install "setuptools==80.10.2" "wheel==0.48.0" "$numpy_pin"
 pip_install --no-build-isolation "$(grep -E '^vamp==' requirements.lock)"
+# numba's cache compiles (~25 s of one core) while the rest of the lock downloads and unpacks: librosa
+# and numba first, at the lock's pins, then the warm-up in the background.
+pip_install -c requirements.lock librosa numba
+warm_log="$VENV/.numba-warm.log"
+warm_numba_cache > "$warm_log" 2>&1 &
+warm_pid=$!
 pip_install -r requirements.lock
 # musicnn ships the pretrained MSD checkpoint the evaluation's realism judge reads (never its code);
 # its metadata pins numpy<1.17, which no resolver can meet beside numpy 2, hence --no-deps here only.
 pip_install --no-deps "$MUSICNN_PIN"
 pip_install --no-deps --no-build-isolation -e .
+if ! wait "$warm_pid"; then
+  cat "$warm_log" >&2
+  echo "[install] the numba cache warm-up failed (log above)" >&2
+  exit 1
+fi
+cat "$warm_log"
 echo "$stamp_value" > "$stamp_file"
-warm_numba_cache
 echo "[install] $VENV ready ($("$VENV/bin/python" --version))"

@@ -258,6 +258,17 @@ def test_eval_on_a_process_pool_gives_the_serial_figures(generated, scored):
         [{k: v for k, v in row.items() if k != "analysis_seconds"} for row in serial_rows.values()]
 
 
+def test_a_second_report_scored_in_the_same_run_gets_its_own_figures(generated, scored):
+    report = str(generated / "generated" / "report.json")
+    first, second = generated / "metrics" / "first.json", generated / "metrics" / "second.json"
+    assert chordflow_eval(["score", "--report", report, "--out", str(first), "--also", report, str(second),
+                           "--params", str(generated / "absent.yaml"), "--no-progress",
+                           "--reference-manifest", str(generated / "reference.parquet")]) == 0
+    serial = {k: v for k, v in scored[0].items() if k != "timing"}
+    for out in (first, second):  # the second reuses the reference clips' measures: the same figures
+        assert {k: v for k, v in json.loads(out.read_text()).items() if k != "timing"} == serial
+
+
 def test_eval_on_files_with_known_chords(scored):
     metrics, rows = scored
     given, wrong = metrics["groups"]["chords_given"], metrics["groups"]["wrong"]

@@ -23,6 +23,9 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     score.add_argument("--reference-manifest", help="manifest of real audio for the Fréchet distance")
     score.add_argument("--reference-limit", type=int, help="embed at most this many reference clips (0 = all; "
                                                            "default model_eval.reference_limit)")
+    score.add_argument("--also", nargs=2, action="append", default=[], metavar=("REPORT", "OUT"),
+                       help="score another report into OUT in the same run: the same workers, the reference "
+                            "clips measured once (repeatable)")
     score.add_argument("--workers", type=int, help="override executor.workers (the clips are analysed there)")
     score.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     score.set_defaults(func=_score)
@@ -63,18 +66,22 @@ def _score(args: argparse.Namespace) -> int:
 
     if args.reference_limit is not None and args.reference_limit < 0:
         return _fail("--reference-limit must be >= 0")
+    jobs = [(args.report, args.out, args.per_clip), *((report, out, None) for report, out in args.also)]
     try:
         params = read_params_if_present(args.params)
+        memo: dict = {}
         with executor_from_params(params, workers=args.workers) as executor:
-            metrics, rows = evaluate_report(args.report, params, args.reference_manifest, args.reference_limit,
-                                            progress=not args.no_progress, executor=executor)
+            for report, out, per_clip in jobs:
+                metrics, rows = evaluate_report(report, params, args.reference_manifest, args.reference_limit,
+                                                progress=not args.no_progress, executor=executor,
+                                                reference_memo=memo)
+                write_metrics(metrics, out)
+                if per_clip:
+                    write_metrics(rows, per_clip)
+                print(format_table(metrics))
+                print(f"wrote {out}" + (f" and {per_clip}" if per_clip else ""))
     except (ValueError, OSError) as exc:  # ReportError, ConfigError, an unreadable manifest
         return _fail(exc)
-    write_metrics(metrics, args.out)
-    if args.per_clip:
-        write_metrics(rows, args.per_clip)
-    print(format_table(metrics))
-    print(f"wrote {args.out}" + (f" and {args.per_clip}" if args.per_clip else ""))
     return 0
 
 

@@ -133,15 +133,21 @@ def _load_and_apply(path: str, function: Callable[[np.ndarray, int], Any], sampl
 
 def over_manifest(manifest: str | Path, function: Callable[[np.ndarray, int], Any], sample_rate: int,
                   limit: int = 0, progress: bool = True, desc: str = "reference",
-                  executor: Executor | None = None) -> tuple[list[Any], list[str]]:
+                  executor: Executor | None = None,
+                  memo: dict[tuple, tuple[list[Any], list[str]]] | None = None) -> tuple[list[Any], list[str]]:
     """``function((1, N) mono audio, sample_rate)`` of the first ``limit`` (0 = all) tracks of a
     manifest, in manifest order, and the ``"path: reason"`` of each track that failed (left out).
-    ``executor``: where the tracks run (None: here); ``function`` must then be picklable."""
+    ``executor``: where the tracks run (None: here); ``function`` must then be picklable. ``memo``:
+    results kept by (manifest, ``desc``, rate, limit), so several scorings of one run measure the
+    real clips once (``desc`` names the measure)."""
     from tqdm import tqdm
 
     from pipeline.executors import SerialExecutor
     from pipeline.manifest import read_manifest
 
+    key = (str(manifest), desc, sample_rate, limit)
+    if memo is not None and key in memo:
+        return memo[key]
     paths = read_manifest(manifest).column("path").to_pylist()
     paths = paths[:limit] if limit else paths
     executor = executor or SerialExecutor()
@@ -154,6 +160,8 @@ def over_manifest(manifest: str | Path, function: Callable[[np.ndarray, int], An
             results.append(future.result())
         except Exception as exc:  # an unreadable reference clip is left out, and counted
             failed.append(f"{path}: {type(exc).__name__}: {exc}")
+    if memo is not None:
+        memo[key] = (results, failed)
     return results, failed
 
 
@@ -162,10 +170,10 @@ def _embed_mono(config: EmbeddingConfig, samples: np.ndarray, sample_rate: int) 
 
 
 def embed_manifest(manifest: str | Path, config: EmbeddingConfig, limit: int = 0, progress: bool = True,
-                   executor: Executor | None = None) -> tuple[list[np.ndarray], list[str]]:
+                   executor: Executor | None = None, memo: dict | None = None) -> tuple[list[np.ndarray], list[str]]:
     """Hand-made embeddings of the first ``limit`` (0 = all) tracks of a manifest (see :func:`over_manifest`)."""
     return over_manifest(manifest, functools.partial(_embed_mono, config), config.sample_rate, limit, progress,
-                         desc="reference embedding", executor=executor)
+                         desc="reference embedding", executor=executor, memo=memo)
 
 
 def _distance_or_reason(a: list[np.ndarray], b: list[np.ndarray]) -> float | str:
@@ -201,8 +209,8 @@ def frechet_section(generated: Mapping[str, np.ndarray | None], groups: Mapping[
 
 def handmade_frechet(generated: Mapping[str, np.ndarray | None], groups: Mapping[str, str],
                      reference_manifest: str | Path, config: EmbeddingConfig, limit: int = 0,
-                     progress: bool = True, executor: Executor | None = None) -> dict[str, Any]:
-    """The ``frechet`` entry on this module's weight-free embedding."""
-    reference, failed = embed_manifest(reference_manifest, config, limit, progress, executor)
+                     progress: bool = True, executor: Executor | None = None, memo: dict | None = None) -> dict[str, Any]:
+    """The ``frechet`` entry on this module's weight-free embedding (``memo``: see :func:`over_manifest`)."""
+    reference, failed = embed_manifest(reference_manifest, config, limit, progress, executor, memo)
     return frechet_section(generated, groups, reference, failed, reference_manifest,
                            {"embedding": EMBEDDING_NAME, "dimensions": config.dimensions, "window_s": config.window_s})

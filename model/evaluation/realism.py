@@ -37,11 +37,12 @@ def _mean_std(values: list[float]) -> dict[str, float | int]:
 def realism_section(generated: Mapping[str, np.ndarray | None], groups: Mapping[str, str],
                     reference_manifest: str | Path, panel: Any, limit: int = 0,
                     progress: bool = True, executor: Executor | None = None,
-                    measure: Measure | None = None) -> dict[str, Any]:
+                    measure: Measure | None = None, memo: dict | None = None) -> dict[str, Any]:
     """``generated``: clip id -> its (windows, D) musicnn embedding (None when not embedded);
     ``panel``: the :class:`~model.evaluation.judges.panel.JudgePanel` that embedded them;
     ``executor`` and ``measure``: where the real clips run, and a picklable stand-in for the panel's
-    judge of a role there (None: the panel's own, in this process)."""
+    judge of a role there (None: the panel's own, in this process); ``memo``: see
+    :func:`model.evaluation.embedding.over_manifest`."""
     if measure is None:
         def measure(role: str) -> Callable[[np.ndarray, int], Any]:
             judge = panel.members[role]
@@ -52,7 +53,7 @@ def realism_section(generated: Mapping[str, np.ndarray | None], groups: Mapping[
 
         judge = panel.members["embedding"]
         reference, failed = over_manifest(reference_manifest, measure("embedding"), SAMPLE_RATE, limit, progress,
-                                          desc="reference musicnn", executor=executor)
+                                          desc="reference musicnn", executor=executor, memo=memo)
         section["frechet"] = frechet_section(generated, groups, reference, failed, reference_manifest,
                                              {"embedding": judge.identity.name, "judge": judge.identity.as_dict(),
                                               "dimensions": judge.config.dimensions,
@@ -62,7 +63,7 @@ def realism_section(generated: Mapping[str, np.ndarray | None], groups: Mapping[
     if panel.ready("clarity"):
         judge = panel.members["clarity"]
         values, failed = over_manifest(reference_manifest, measure("clarity"), judge.config.sample_rate, limit,
-                                       progress, desc="reference clarity", executor=executor)
+                                       progress, desc="reference clarity", executor=executor, memo=memo)
         section["tonal_energy_fraction"] = {"judge": judge.identity.as_dict(), "real": _mean_std(values),
                                             "reference_failed": len(failed)}
     else:

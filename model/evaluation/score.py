@@ -300,11 +300,13 @@ def clip_row(clip: ClipRequest, analysis: Any, partners: Mapping[str, Mapping[st
 
 def evaluate_report(report_path: str | Path, params: Mapping[str, Any] | str | Path | None = None,
                     reference_manifest: str | Path | None = None, reference_limit: int | None = None,
-                    progress: bool = True, executor: Executor | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                    progress: bool = True, executor: Executor | None = None,
+                    reference_memo: dict | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Score every clip of a generation report. Returns ``(metrics, per-clip rows)``; ``metrics``
     holds the per-group aggregates, the Fréchet section, skipped analysers, errors and timing.
     ``executor`` (:mod:`pipeline.executors`; None: this process) runs the clips' analyses and the
-    reference clips; the figures are the same on every executor.
+    reference clips; the figures are the same on every executor. ``reference_memo``: a dict shared by
+    the scorings of one run, so the reference clips are measured once.
     Raises :class:`model.evaluation.report.ReportError` / ``ConfigError`` for an unusable report or params."""
     from model.evaluation.embedding import handmade_frechet
     from model.evaluation.realism import realism_section
@@ -345,12 +347,12 @@ def evaluate_report(report_path: str | Path, params: Mapping[str, Any] | str | P
         limit = config.reference_limit if reference_limit is None else reference_limit
         generated = {clip.id: analyses[clip.id].embedding for clip in report.clips}
         metrics["frechet"] = handmade_frechet(generated, {c.id: c.group for c in report.clips}, reference_manifest,
-                                              config.frechet, limit, progress, executor)
+                                              config.frechet, limit, progress, executor, reference_memo)
         if judges:
             embedded = {clip.id: getattr(analyses[clip.id].judged, "embedding", None) for clip in report.clips}
             metrics["realism"] = realism_section(embedded, {c.id: c.group for c in report.clips}, reference_manifest,
                                                  analysers.judges, limit, progress, executor,
-                                                 lambda role: reference_measure(stages, config, role))
+                                                 lambda role: reference_measure(stages, config, role), reference_memo)
     metrics["judges"] = column_judges(analysers, judges)
     metrics["timing"] = {
         "seconds": round(time.perf_counter() - started, 3),
