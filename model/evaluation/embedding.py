@@ -165,15 +165,20 @@ def over_manifest(manifest: str | Path, function: Callable[[np.ndarray, int], An
     return results, failed
 
 
-def _embed_mono(config: EmbeddingConfig, samples: np.ndarray, sample_rate: int) -> np.ndarray:
-    return embed(samples[0], config)
+def _embed_mono(config: EmbeddingConfig, threads: int, samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    from pipeline.threads import pinned_threads
+
+    with pinned_threads(threads):  # BLAS sums round by thread count: the same count in every process
+        return embed(samples[0], config)
 
 
 def embed_manifest(manifest: str | Path, config: EmbeddingConfig, limit: int = 0, progress: bool = True,
-                   executor: Executor | None = None, memo: dict | None = None) -> tuple[list[np.ndarray], list[str]]:
-    """Hand-made embeddings of the first ``limit`` (0 = all) tracks of a manifest (see :func:`over_manifest`)."""
-    return over_manifest(manifest, functools.partial(_embed_mono, config), config.sample_rate, limit, progress,
-                         desc="reference embedding", executor=executor, memo=memo)
+                   executor: Executor | None = None, memo: dict | None = None,
+                   threads: int = 1) -> tuple[list[np.ndarray], list[str]]:
+    """Hand-made embeddings of the first ``limit`` (0 = all) tracks of a manifest at ``threads``
+    numeric threads (see :func:`over_manifest`)."""
+    return over_manifest(manifest, functools.partial(_embed_mono, config, threads), config.sample_rate, limit,
+                         progress, desc="reference embedding", executor=executor, memo=memo)
 
 
 def _distance_or_reason(a: list[np.ndarray], b: list[np.ndarray]) -> float | str:
@@ -209,8 +214,10 @@ def frechet_section(generated: Mapping[str, np.ndarray | None], groups: Mapping[
 
 def handmade_frechet(generated: Mapping[str, np.ndarray | None], groups: Mapping[str, str],
                      reference_manifest: str | Path, config: EmbeddingConfig, limit: int = 0,
-                     progress: bool = True, executor: Executor | None = None, memo: dict | None = None) -> dict[str, Any]:
-    """The ``frechet`` entry on this module's weight-free embedding (``memo``: see :func:`over_manifest`)."""
-    reference, failed = embed_manifest(reference_manifest, config, limit, progress, executor, memo)
+                     progress: bool = True, executor: Executor | None = None, memo: dict | None = None,
+                     threads: int = 1) -> dict[str, Any]:
+    """The ``frechet`` entry on this module's weight-free embedding (``memo``: see :func:`over_manifest`;
+    ``threads``: as the generated clips were embedded with)."""
+    reference, failed = embed_manifest(reference_manifest, config, limit, progress, executor, memo, threads)
     return frechet_section(generated, groups, reference, failed, reference_manifest,
                            {"embedding": EMBEDDING_NAME, "dimensions": config.dimensions, "window_s": config.window_s})

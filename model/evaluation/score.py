@@ -347,7 +347,8 @@ def evaluate_report(report_path: str | Path, params: Mapping[str, Any] | str | P
         limit = config.reference_limit if reference_limit is None else reference_limit
         generated = {clip.id: analyses[clip.id].embedding for clip in report.clips}
         metrics["frechet"] = handmade_frechet(generated, {c.id: c.group for c in report.clips}, reference_manifest,
-                                              config.frechet, limit, progress, executor, reference_memo)
+                                              config.frechet, limit, progress, executor, reference_memo,
+                                              config.threads)
         if judges:
             embedded = {clip.id: getattr(analyses[clip.id].judged, "embedding", None) for clip in report.clips}
             metrics["realism"] = realism_section(embedded, {c.id: c.group for c in report.clips}, reference_manifest,
