@@ -378,6 +378,18 @@ def slurm_parameters(config: SlurmConfig) -> dict[str, Any]:
     return parameters
 
 
+def run_all(executor: Executor, fn: Callable[..., Any], calls: Sequence[tuple], desc: str,
+            progress: bool = True, unit: str = "clip") -> list[TaskFuture]:
+    """Submit ``fn(*args)`` for every ``args`` of ``calls`` and wait for all of them behind one tqdm
+    bar; the futures (all done) come back in the order of ``calls``, so callers sum in one order."""
+    from tqdm import tqdm
+
+    futures = [executor.submit(fn, *args) for args in calls]
+    for _ in tqdm(executor.as_completed(futures), total=len(futures), desc=desc, unit=unit, disable=not progress):
+        pass
+    return futures
+
+
 def executor_from_params(params: Mapping[str, Any], backend: str | None = None,
                          workers: int | None = None) -> Executor:
     """The executor of a params file's ``executor:`` section, with command-line overrides."""

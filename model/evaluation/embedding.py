@@ -140,9 +140,7 @@ def over_manifest(manifest: str | Path, function: Callable[[np.ndarray, int], An
     ``executor``: where the tracks run (None: here); ``function`` must then be picklable. ``memo``:
     results kept by (manifest, ``desc``, rate, limit), so several scorings of one run measure the
     real clips once (``desc`` names the measure)."""
-    from tqdm import tqdm
-
-    from pipeline.executors import SerialExecutor
+    from pipeline.executors import SerialExecutor, run_all
     from pipeline.manifest import read_manifest
 
     key = (str(manifest), desc, sample_rate, limit)
@@ -150,10 +148,8 @@ def over_manifest(manifest: str | Path, function: Callable[[np.ndarray, int], An
         return memo[key]
     paths = read_manifest(manifest).column("path").to_pylist()
     paths = paths[:limit] if limit else paths
-    executor = executor or SerialExecutor()
-    futures = [executor.submit(_load_and_apply, path, function, sample_rate) for path in paths]
-    for _ in tqdm(executor.as_completed(futures), total=len(futures), desc=desc, unit="clip", disable=not progress):
-        pass
+    futures = run_all(executor or SerialExecutor(), _load_and_apply, [(path, function, sample_rate) for path in paths],
+                      desc, progress)
     results, failed = [], []
     for path, future in zip(paths, futures):
         try:

@@ -89,10 +89,8 @@ def set_up_for(analysers: Analysers, clips: Sequence[ClipRequest], reference: bo
 def analyse_clips(clips: Sequence[ClipRequest], stages: AnalyserConfigs, config: ModelEvalConfig, embedding: bool,
                   judges: bool, executor: Executor, progress: bool) -> dict[str, ClipAnalysis]:
     """Every clip's :class:`~model.evaluation.analysis.ClipAnalysis`, by clip id, run on ``executor``."""
-    from tqdm import tqdm
+    from pipeline.executors import run_all
 
-    futures = {clip.id: executor.submit(analyse_clip, clip, stages, config, embedding, judges) for clip in clips}
-    for _ in tqdm(executor.as_completed(futures.values()), total=len(futures), desc="eval", unit="clip",
-                  disable=not progress):
-        pass
-    return {clip_id: future.result() for clip_id, future in futures.items()}
+    futures = run_all(executor, analyse_clip, [(clip, stages, config, embedding, judges) for clip in clips], "eval",
+                      progress)
+    return {clip.id: future.result() for clip, future in zip(clips, futures)}

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
-from tqdm import tqdm
 
 from stages.latents.codec import Codec
 from stages.latents.constants import CHORDINO_RATE
@@ -182,14 +181,11 @@ def evaluate_codec(codec: Codec, clips: list[Clip], settings: JudgeSettings = Ju
                    progress: bool = True, executor: Executor | None = None) -> dict[str, Any]:
     """Metrics of one codec over ``clips``, run on ``executor`` (None: here; a worker gets the codec
     pickled with each clip); ``settings`` says which preservation judges run."""
-    from pipeline.executors import SerialExecutor
+    from pipeline.executors import SerialExecutor, run_all
 
     judges = judges_for(settings)  # here too: a missing judge is said once, before any worker starts
-    executor = executor or SerialExecutor()
-    futures = [executor.submit(measure_clip, clip, codec, settings) for clip in clips]
-    for _ in tqdm(executor.as_completed(futures), total=len(futures), desc=codec.name, unit="clip",
-                  disable=not progress):
-        pass
+    futures = run_all(executor or SerialExecutor(), measure_clip, [(clip, codec, settings) for clip in clips],
+                      codec.name, progress)
     measured = [future.result() for future in futures]  # clip order: the same sums on every executor
     rows = [m.row for m in measured]
     result: dict[str, Any] = {name: float(np.mean([r[name] for r in rows])) for name in rows[0]}

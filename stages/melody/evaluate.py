@@ -136,22 +136,17 @@ def evaluate_corpus(clips: Iterable[tuple[str, str, Path]], stage: MelodyConfig,
                     executor: Executor | None = None) -> dict[str, Any]:
     """Mean metrics per model (and for the stored condition) over ``clips``; the clips' salience is
     computed on ``executor`` (None: in this process), the same figures whichever runs it."""
-    from tqdm import tqdm
-
-    from pipeline.executors import SerialExecutor
+    from pipeline.executors import SerialExecutor, run_all
 
     clips = list(clips)
     if not clips:
         raise ValueError("no clip with a truth file to evaluate")
-    executor = executor or SerialExecutor()
     # loaded here first, so that missing weights fail before any worker starts
     for name in eval_cfg.models:
         _salience_model(name, stage)
-    futures = [executor.submit(score_models, audio_path, truth_path, stage, eval_cfg)
-               for _, audio_path, truth_path in clips]
-    for _ in tqdm(executor.as_completed(futures), total=len(futures), desc="melody eval", unit="clip",
-                  disable=not progress):
-        pass
+    futures = run_all(executor or SerialExecutor(), score_models,
+                      [(audio_path, truth_path, stage, eval_cfg) for _, audio_path, truth_path in clips],
+                      "melody eval", progress)
     per_clip: dict[str, list[dict[str, float]]] = {name: [] for name in eval_cfg.models}
     for future in futures:  # in clip order, so the means add up in the same order on every executor
         for name, metrics in future.result().items():
