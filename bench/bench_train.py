@@ -33,6 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.atomic import atomic_write_text  # noqa: E402
+from model.device import cpu_has_native_bfloat16  # noqa: E402
 from pipeline.config import load_section, read_params  # noqa: E402
 
 DEFAULT_STEPS = 20
@@ -45,9 +46,9 @@ DEMO_PATHS = {"manifest": "manifests/demo.parquet", "metadata": "data/metadata.j
               "melody": "data/features/melody", "stats": "data/features/latents_stats.json"}
 
 
-def matmul_gflops(size: int = MATMUL_SIZE, repeats: int = MATMUL_REPEATS) -> float:
-    """Best-of-``repeats`` fp32 matmul rate (GFLOP/s) at torch's current thread count."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_gflops(size: int = MATMUL_SIZE, repeats: int = MATMUL_REPEATS, dtype: torch.dtype = torch.float32) -> float:
+    """Best-of-``repeats`` matmul rate (GFLOP/s) in ``dtype`` at torch's current thread count."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     torch.matmul(a, b)  # warm-up: thread pool start, page faults of the output
     best = float("inf")
     for _ in range(repeats):
@@ -121,7 +122,25 @@ def measure(params: dict, steps: int, warmup: int, paths: dict[str, str], matmul
         "step_s_median": statistics.median(times), "step_s_best": min(times),
         "steps_per_s": steps_per_s, "tokens_per_s": tokens_per_step * steps_per_s,
         "flops_per_step": flops, "achieved_gflops": achieved, "fraction_of_matmul": achieved / peak,
-        "loadavg": os.getloadavg(),
+        "loadavg": os.getloadavg(), "losses": trainer.losses[:warmup + steps],
+    }
+
+
+def measure_bfloat16(params: dict, fp32: dict, steps: int, warmup: int, paths: dict[str, str],
+                     matmul_size: int) -> dict:
+    """The same run with bf16 autocast on the CPU (``train.mixed_precision_cpu``): its rate against the
+    fp32 and the bf16 matmul rates, and its loss trace against the fp32 run's (same batches, same init)."""
+    run = measure(with_overrides(params, [("train.mixed_precision_cpu", "true")]), steps, warmup, paths, matmul_size)
+    peak_bf16 = matmul_gflops(matmul_size, dtype=torch.bfloat16)
+    achieved = fp32["flops_per_step"] * run["steps_per_s"] / 1e9  # the same model: count the fp32 step's FLOPs
+    relative = [abs(a - b) / abs(b) for a, b in zip(run["losses"], fp32["losses"])]
+    return {
+        "steps_per_s": run["steps_per_s"], "tokens_per_s": run["tokens_per_s"], "speedup": run["steps_per_s"] / fp32["steps_per_s"],
+        "matmul_gflops": run["matmul_gflops"], "matmul_gflops_bfloat16": peak_bf16, "achieved_gflops": achieved,
+        "fraction_of_matmul": achieved / run["matmul_gflops"], "fraction_of_bfloat16_matmul": achieved / peak_bf16,
+        "losses": run["losses"], "loss_max_relative_difference": max(relative),
+        "loss_mean_last_10": statistics.fmean(run["losses"][-10:]),
+        "loss_mean_last_10_float32": statistics.fmean(fp32["losses"][-10:]),
     }
 
 
@@ -137,7 +156,17 @@ def markdown(r: dict) -> str:
         "|---:|---:|---:|---:|---:|",
         f"| {r['steps_per_s']:.2f} | {r['tokens_per_s']:.0f} | {r['flops_per_step'] / 1e9:.1f} | "
         f"{r['achieved_gflops']:.1f} | {100 * r['fraction_of_matmul']:.0f} % |",
-    ])
+    ] + (["", bfloat16_sentence(r["bfloat16"])] if r.get("bfloat16") else []))
+
+
+def bfloat16_sentence(b: dict) -> str:
+    """The bf16 autocast run in one markdown sentence (also used by bench/report.py)."""
+    return (f"bf16 autocast on the CPU (`train.mixed_precision_cpu: true`): {b['steps_per_s']:.2f} steps/s "
+            f"(x{b['speedup']:.2f}), {b['achieved_gflops']:.1f} GFLOP/s = {100 * b['fraction_of_matmul']:.0f} % of the "
+            f"fp32 matmul rate ({b['matmul_gflops']:.1f}), {100 * b['fraction_of_bfloat16_matmul']:.0f} % of the bf16 "
+            f"matmul rate ({b['matmul_gflops_bfloat16']:.1f}); losses of the same steps within "
+            f"{100 * b['loss_max_relative_difference']:.3f} % of fp32 (mean of the last 10: "
+            f"{b['loss_mean_last_10']:.4f} vs {b['loss_mean_last_10_float32']:.4f}).")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--matmul-size", type=int, default=MATMUL_SIZE)
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a model/train param, e.g. --set model.frames_per_token=2")
+    parser.add_argument("--bfloat16", choices=("auto", "on", "off"), default="auto",
+                        help="also time bf16 autocast on the CPU (auto: where the CPU has AVX-512 BF16 or AMX)")
     parser.add_argument("--json", help="also write the figures here")
     for name, default in DEMO_PATHS.items():
         parser.add_argument(f"--{name}", default=default)
@@ -169,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     result = {**measure(params, args.steps, args.warmup, paths, args.matmul_size), "overrides": args.set}
+    if result["device"] == "cpu" and (args.bfloat16 == "on" or (args.bfloat16 == "auto" and cpu_has_native_bfloat16())):
+        result["bfloat16"] = measure_bfloat16(params, result, args.steps, args.warmup, paths, args.matmul_size)
     print(markdown(result))
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")

@@ -30,6 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bench_train import bfloat16_sentence  # noqa: E402
 from bench.report_plan import plan_markdown, plan_run  # noqa: E402
 from bench.report_plots import write_plots  # noqa: E402
 from pipeline.atomic import atomic_write_text  # noqa: E402
@@ -257,7 +258,7 @@ def train_section(train: dict | None) -> list[str]:
         "|---:|---:|---:|---:|---:|---:|",
         f"| {train['matmul_gflops']:.1f} | {train['steps_per_s']:.2f} | {train['tokens_per_s']:.0f} | "
         f"{train['flops_per_step'] / 1e9:.1f} | {train['achieved_gflops']:.1f} | {100 * train['fraction_of_matmul']:.0f} % |",
-        ""]
+        ""] + ([bfloat16_sentence(train["bfloat16"]), ""] if train.get("bfloat16") else [])
 
 
 def sampling_section(sampling: dict | None) -> list[str]:

@@ -189,7 +189,11 @@ class TrainConfig:
     loss_weight: str = "auto"
     threads: int = 0          # torch intra-op threads; 0 = torch's default
     device: str = "auto"      # auto | cpu | cuda[:n]
-    mixed_precision: bool = True   # bf16 autocast on GPU (ignored on CPU)
+    mixed_precision: bool = True   # bf16 autocast on GPU
+    #: bf16 autocast on the CPU too: 1.25x the fp32 steps/s of the demo model on a CPU with AVX-512 BF16
+    #: (bench/report/train_speed.md). Off by default: CPUs without native bf16 emulate it (slower), and
+    #: fp32 keeps CPU runs comparable across machines.
+    mixed_precision_cpu: bool = False
 
 
 @dataclass(frozen=True)

@@ -71,3 +71,49 @@ def test_a_checkpoint_of_the_per_tensor_adamw_resumes_on_the_fused_kernel(tiny, 
     straight = Trainer(paths_for(tiny, tmp_path / "straight"), TINY_MODEL, TINY_TRAIN)
     straight.run(progress=False)
     assert resumed.losses == straight.losses  # bit for bit
+
+
+def test_bf16_autocast_on_the_cpu_trains_the_same_run_in_kind(tiny, tmp_path, monkeypatch):
+    import dataclasses
+    import model.device as device
+
+    fp32 = Trainer(paths_for(tiny, tmp_path / "fp32"), TINY_MODEL, TINY_TRAIN)
+    fp32.run(progress=False)
+    monkeypatch.setattr(device, "cpu_has_native_bfloat16", lambda: True)  # no warning whatever the CPU
+    bf16 = Trainer(paths_for(tiny, tmp_path / "bf16"), TINY_MODEL, dataclasses.replace(TINY_TRAIN, mixed_precision_cpu=True))
+    assert bf16.bfloat16 and not fp32.bfloat16
+    seen = []
+    forward = bf16.model.forward
+    autocast = lambda: (torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"))
+    monkeypatch.setattr(bf16.model, "forward", lambda *a, **k: seen.append(autocast()) or forward(*a, **k))
+    bf16.run(progress=False)
+    assert seen and set(seen) == {(True, torch.bfloat16)} and not torch.is_autocast_enabled("cpu")
+    assert bf16.losses != fp32.losses  # bf16 matmuls really ran
+    assert bf16.losses == pytest.approx(fp32.losses, rel=0.02)
+    assert all(v.dtype == torch.float32 for v in bf16.model.state_dict().values() if v.is_floating_point())
+
+
+def test_bf16_on_a_cpu_that_emulates_it_warns(monkeypatch):
+    import model.device as device
+
+    monkeypatch.setattr(device, "cpu_has_native_bfloat16", lambda: False)
+    with pytest.warns(RuntimeWarning, match="emulated"):
+        assert device.autocast_bfloat16(torch.device("cpu"), on_gpu=True, on_cpu=True)
+    assert not device.autocast_bfloat16(torch.device("cpu"), on_gpu=True, on_cpu=False)
+    assert device.autocast_bfloat16(torch.device("cuda"), on_gpu=True, on_cpu=False)
+
+
+def test_attention_under_cpu_autocast_runs_in_float32_and_returns_bf16():
+    import torch.nn.functional as F
+    from model.network.transformer import attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 9, 16) for _ in range(3))
+    mask = torch.rand(2, 1, 1, 9) > 0.3
+    assert torch.equal(attention(q, k, v, mask), F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+    low = [x.bfloat16() for x in (q, k, v)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attention(*low, mask)
+    assert out.dtype == torch.bfloat16
+    exact = F.scaled_dot_product_attention(*(x.float() for x in low), attn_mask=mask)
+    assert torch.equal(out, exact.bfloat16())  # attended in fp32, rounded once

@@ -44,6 +44,17 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return rotated.flatten(-2)
 
 
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Scaled dot-product attention of (B, H, T, head_dim) tensors.
+
+    On the CPU, bfloat16 inputs (autocast training) are attended in float32: torch's CPU flash
+    attention backward is ~4x slower in bf16 than in fp32 at these sizes (bench/report/train_speed.md)."""
+    if q.device.type == "cpu" and q.dtype == torch.bfloat16:
+        with torch.autocast("cpu", enabled=False):  # else autocast casts the inputs back to bf16
+            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask).to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
 class Block(nn.Module):
     """Pre-norm self-attention + cross-attention + MLP, each gated by the time embedding."""
 
@@ -83,12 +94,12 @@ class Block(nn.Module):
         qkv = self.qkv(h).view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
         q, k = apply_rotary(qkv[:2], *rope).unbind(0)
         v = qkv[2]
-        x = x + gate1 * self.self_out(self._merge(F.scaled_dot_product_attention(q, k, v)))
+        x = x + gate1 * self.self_out(self._merge(attention(q, k, v)))
 
         q = self._heads(self.cross_q(self.norm_cross(x)))
         k, v = (self._heads(part) for part in self.cross_kv(text).chunk(2, dim=-1))
         mask = text_attendable[:, None, None, :]
-        x = x + self.cross_out(self._merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask)))
+        x = x + self.cross_out(self._merge(attention(q, k, v, mask)))
 
         h = self.norm_mlp(x) * (1 + scale2) + shift2
         return x + gate2 * self.mlp(h)

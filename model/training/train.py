@@ -31,7 +31,7 @@ from model.network.conditioners import Conditions, keep_mask_from_flags, sample_
 from model.config import (GenerateConfig, ModelConfig, ModelParams, TrainConfig, model_config_from_params,
                           resolve_loss_weight)
 from model.training.data import Batch, CropSampler, FeatureSource, Transposition, chord_transposition_table
-from model.device import resolve_device
+from model.device import autocast_bfloat16, resolve_device
 from model.training.metadata import load_track_metadata, tracks_of
 from model.network.build import build_network
 from model.flow.path import CondOTPath
@@ -154,6 +154,7 @@ class Trainer:
             self.device = self._init_distributed()
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
+        self.bfloat16 = autocast_bfloat16(self.device, cfg.mixed_precision, cfg.mixed_precision_cpu)
         self.out_dir = Path(paths.out_dir)
         if self.rank == 0 and self.out_dir.is_dir():
             remove_stale_temp_files(self.out_dir)  # left by a run killed while writing a checkpoint
@@ -314,8 +315,8 @@ class Trainer:
                           text_valid=valid, keep=keep, frames=frames).to(self.device)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type == "cuda" and self.cfg.mixed_precision:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.bfloat16:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def loss_of(self, model: torch.nn.Module, batch: Batch, keep: torch.Tensor, generator: torch.Generator,
