@@ -15,7 +15,7 @@ ifneq ($(wildcard ../shared/weights/deepsalience/multif0.h5),)
 export CHORDFLOW_DEEPSALIENCE_WEIGHTS ?= $(abspath ../shared/weights/deepsalience)
 endif
 
-.PHONY: install demo test test-fast slurm-up slurm-down bench bench-report clean-demo
+.PHONY: install demo test test-fast slurm-up slurm-down bench bench-report bench-curve clean-demo
 
 install:
 	scripts/install.sh
@@ -46,6 +46,12 @@ bench: install
 # quick settings, ~15 min on 2 cores; starts the local SLURM cluster for the executor figures if it is down.
 bench-report: install
 	$(BIN)/python bench/report.py --out bench/report --start-slurm $(BENCH_REPORT_ARGS)
+
+# Adherence and realism against training steps (bench/report/curve.md), on the outputs of `make demo`:
+# ~35 min on 2 cores for the tiny preset; CURVE_ARGS="--presets tiny small" on a GPU (train.device).
+bench-curve: install
+	$(BIN)/python bench/bench_curve.py --work bench/results/curve --json bench/report/json/curve.json \
+		--plot bench/report/curve.png $(CURVE_ARGS)
 
 clean-demo:
 	rm -rf data/corpus manifests/demo.parquet manifests/demo.rejects.parquet

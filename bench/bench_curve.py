@@ -4,7 +4,8 @@ model size, judged by the independent judges on the held-out test prompts.
     python bench/bench_curve.py [--steps 300 600 1200 2400] [--presets tiny small]
         [--prompts data/heldout/prompts.jsonl] [--groups chords_given all_given chords_dropped]
         [--ceiling metrics/model_ceiling.json] [--reference-manifest manifests/demo.parquet]
-        [--params params.yaml] [--work DIR] [--json OUT]
+        [--params params.yaml] [--work DIR] [--json OUT] [--plot OUT.png]
+    python bench/bench_curve.py --replot OUT.json --plot OUT.png     # the figure of an earlier run
 
 One training run per preset on the demo features (paths as in dvc.yaml), with the params' ``model``
 and ``train`` sections and ``train.steps`` set to the largest step count: the learning-rate schedule
@@ -57,6 +58,66 @@ def ceiling_scores(path: Path) -> dict[str, float]:
     groups = json.loads(path.read_text())["groups"]
     ceiling = groups.get("ceiling") or next(iter(groups.values()))
     return {column: ceiling[column]["mean"] for column in COLUMNS if column in ceiling}
+
+
+def ceiling_frechet_ratio(path: Path) -> float | None:
+    """The decode ceiling's musicnn Fréchet distance over real-vs-real (what the codec alone costs)."""
+    if not path.is_file():
+        return None
+    frechet = json.loads(path.read_text()).get("realism", {}).get("frechet", {})
+    distance, real = frechet.get("distance"), frechet.get("real_vs_real")
+    return distance / real if isinstance(distance, (int, float)) and real else None
+
+
+#: (panel title, column, target ratio or None) of the figure's adherence panels, as ratios to the ceiling.
+PANELS = (("chords: CNN judge / its ceiling", "chord_accuracy_cnn", 0.9),
+          ("chords: Chordino / its ceiling", "chord_accuracy", None),
+          ("melody: DeepSalience / its ceiling", "melody_accuracy", None))
+
+
+def plot_curve(figures: dict[str, Any], out: Path) -> None:
+    """Adherence (ratio to each judge's decode ceiling) and musicnn realism against training steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(PANELS) + 1, figsize=(4.2 * (len(PANELS) + 1), 3.8))
+    for preset, run in figures["presets"].items():
+        steps = sorted(int(s) for s in run["points"])
+        groups = sorted({g for p in run["points"].values() for g in p["groups"]})
+        for index, group in enumerate(groups):
+            rows = [run["points"][str(s)]["groups"].get(group, {}) for s in steps]
+            style = dict(marker="o", color=f"C{index}", label=f"{preset}: {group}")
+            for ax, (_, column, _) in zip(axes, PANELS):
+                values = [r.get(f"{column}_over_ceiling") for r in rows]
+                if any(v is not None for v in values):
+                    ax.plot(steps, [float("nan") if v is None else v for v in values], **style)
+            axes[-1].plot(steps, [r.get("musicnn_frechet_over_real_vs_real", float("nan")) for r in rows], **style)
+    for ax, (title, _, target) in zip(axes, PANELS):
+        ax.set_title(title, fontsize=10)
+        ax.axhline(1.0, color="grey", lw=0.8)
+        if target:
+            ax.axhline(target, color="red", ls="--", lw=0.8, label=f"target {target}x ceiling")
+        ax.set_ylim(0, 1.1)
+    realism = axes[-1]
+    realism.set_title("realism: musicnn Fréchet / real-vs-real", fontsize=10)
+    realism.axhline(3.0, color="red", ls="--", lw=0.8, label="target 3x")
+    if figures.get("ceiling_frechet_over_real_vs_real"):
+        realism.axhline(figures["ceiling_frechet_over_real_vs_real"], color="black", ls=":", lw=1,
+                        label="decode ceiling (real clips through the codec)")
+    realism.set_yscale("log")
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(figures["steps"], [str(step) for step in figures["steps"]])
+        ax.set_xlabel("training steps")
+    axes[0].legend(fontsize=7)
+    realism.legend(fontsize=7)
+    fig.suptitle(f"Held-out test prompts ({figures['prompts']}), independent judges, against training steps", fontsize=11)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
 
 
 def select_prompts(source: Path, groups: list[str], out: Path) -> Path:
@@ -146,18 +207,28 @@ def main() -> int:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--work", help="keep the checkpoints and clips here (default: a temporary folder)")
     parser.add_argument("--json")
+    parser.add_argument("--plot", help="also draw the curve as a PNG")
+    parser.add_argument("--replot", metavar="JSON", help="only draw --plot from this earlier run's JSON")
     args = parser.parse_args()
+    if args.replot:
+        if not args.plot:
+            parser.error("--replot needs --plot")
+        plot_curve(json.loads(Path(args.replot).read_text()), Path(args.plot))
+        return 0
     from pipeline.config import read_params_if_present
 
     params = read_params_if_present(args.params)
     ceiling = ceiling_scores(Path(args.ceiling))
     figures: dict[str, Any] = {"steps": sorted(args.steps), "groups": args.groups, "prompts": args.prompts,
-                               "ceiling": ceiling, "presets": {}}
+                               "ceiling": ceiling, "ceiling_frechet_over_real_vs_real": ceiling_frechet_ratio(Path(args.ceiling)),
+                               "presets": {}}
     with tempfile.TemporaryDirectory(prefix="bench_curve_") as tmp:
         root = Path(args.work or tmp)
         for preset in args.presets:
             figures["presets"][preset] = run_preset(preset, args.steps, params, args, ceiling, root / preset)
     report_figures(figures, args.json)
+    if args.plot:
+        plot_curve(figures, Path(args.plot))
     return 0
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+
+from pipeline.atomic import atomic_write_text
 
 
 def report_figures(figures: dict, json_path: str | None) -> dict:
     text = json.dumps(figures, indent=1)
     print(text)
     if json_path:
-        Path(json_path).write_text(text + "\n")
+        atomic_write_text(json_path, text + "\n")
     return figures
