@@ -32,8 +32,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.atomic import atomic_write_text  # noqa: E402
 from model.device import cpu_has_native_bfloat16  # noqa: E402
+from pipeline.atomic import atomic_write_text  # noqa: E402
 from pipeline.config import load_section, read_params  # noqa: E402
 
 DEFAULT_STEPS = 20

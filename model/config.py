@@ -190,8 +190,8 @@ class TrainConfig:
     threads: int = 0          # torch intra-op threads; 0 = torch's default
     device: str = "auto"      # auto | cpu | cuda[:n]
     mixed_precision: bool = True   # bf16 autocast on GPU
-    #: bf16 autocast on the CPU too: 1.25x the fp32 steps/s of the demo model on a CPU with AVX-512 BF16
-    #: (bench/report/train_speed.md). Off by default: CPUs without native bf16 emulate it (slower), and
+    #: bf16 autocast on the CPU too, for CPUs with AVX-512 BF16 or AMX (speed and loss trace:
+    #: bench/report/train_speed.md). Off by default: CPUs without native bf16 emulate it (slower), and
     #: fp32 keeps CPU runs comparable across machines.
     mixed_precision_cpu: bool = False
 

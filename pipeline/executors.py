@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import concurrent.futures
 import multiprocessing
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Protocol
 import submitit
 
 from pipeline.config import load_config
+from pipeline.worker_guard import exit_with_parent
 
 #: Seconds before the end of its time limit that SLURM warns a job (submitit's signal), so the
 #: task can checkpoint and requeue itself; capped at half the limit for very short limits.
@@ -150,7 +152,8 @@ class ProcessExecutor(Executor):
         if workers < 1:
             raise ValueError(f"executor.workers must be >= 1, got {workers}")
         self._pool = concurrent.futures.ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=exit_with_parent, initargs=(os.getpid(),),  # no orphans if this process is killed
         )
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> TaskFuture:

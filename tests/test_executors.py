@@ -187,3 +187,44 @@ def test_slurm_parameters_follow_config() -> None:
     assert "slurm_partition" not in slurm_parameters(SlurmConfig())
     with pytest.raises(ValueError, match="additional_parameters"):
         slurm_parameters(SlurmConfig(additional_parameters=["--qos=high"]))  # type: ignore[arg-type]
+
+
+ORPHAN_SCRIPT = """
+import os, sys
+from pipeline.executors import ProcessExecutor
+executor = ProcessExecutor(2)
+pids = sorted({executor.submit(os.getpid).result() for _ in range(8)} | {executor.submit(os.getpid).result()})
+print(" ".join(map(str, pids)), flush=True)
+sys.stdin.read()  # killed while waiting here, the pool still open
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie waiting to be reaped is gone for our purpose
+        return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_process_workers_exit_when_their_parent_is_killed() -> None:
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    parent = subprocess.Popen([sys.executable, "-c", ORPHAN_SCRIPT], cwd=root, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert workers and all(_alive(pid) for pid in workers)
+        parent.send_signal(signal.SIGKILL)  # no cleanup runs in the parent
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in workers), "pool workers outlived their killed parent"
+    finally:
+        parent.kill()
