@@ -48,6 +48,18 @@ class DropoutConfig:
     #: only (20-80 % of the crop) and dropped elsewhere, so a model learns controls over part of the
     #: timeline (0 = whole-clip dropout only).
     span: float = 0.0
+    #: Probabilities that an example keeps exactly text + chords, or text alone: the branches the
+    #: guidance mixes (model/sampling/sample.py guidance_weights), which independent dropout makes
+    #: rare (text + chords in 4 % of examples, text alone in 2 % at the values above). Drawn on the
+    #: same uniform as ``all``, so 0 leaves every draw as it was; the rest of the examples get the
+    #: independent dropout.
+    text_chords: float = 0.0
+    text_only: float = 0.0
+
+    def __post_init__(self) -> None:
+        whole = self.all + self.text_chords + self.text_only
+        if min(self.all, self.text_chords, self.text_only) < 0 or whole > 1:
+            raise ValueError(f"model.dropout: all + text_chords + text_only must lie in [0, 1], got {whole}")
 
 
 @dataclass(frozen=True)

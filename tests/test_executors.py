@@ -19,8 +19,8 @@ from pipeline.executors import (
     SerialExecutor,
     SlurmConfig,
     make_executor,
-    slurm_parameters,
 )
+from pipeline.slurm_executor import slurm_parameters
 
 ITEMS = list(range(12))
 WORKERS = 2

@@ -24,7 +24,8 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.executors import SlurmConfig, SlurmExecutor
+from pipeline.executors import SlurmConfig
+from pipeline.slurm_executor import SlurmExecutor
 from pipeline.planning import ShardingConfig, plan_from_manifest
 from pipeline.manifest import read_manifest
 from pipeline.runner import ERRORS_FILENAME, run_stage

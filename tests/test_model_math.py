@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from model.network.conditioners import Conditions, TemporalConditioner, keep_mask_from_flags, sample_keep_mask
-from model.config import GenerateConfig, ModelConfig
+from model.config import DropoutConfig, GenerateConfig, ModelConfig
 from music.conditions import CONDITION_NAMES, TEMPORAL_CONDITIONS
 from model.network.transformer import FlowTransformer
 from model.flow.path import CondOTPath
@@ -179,6 +179,25 @@ def test_keep_mask_helpers():
     # dropped = 1 - (1 - p)(1 - p_all)
     for name, rate in zip(CONDITION_NAMES, rates):
         assert abs(rate.item() - (1 - (1 - probabilities[name]) * 0.8)) < 0.015, name
+
+
+def test_keep_mask_forces_the_guidance_branches_at_their_rates():
+    probabilities = {name: 0.3 for name in CONDITION_NAMES}
+    plain = sample_keep_mask(4000, probabilities, 0.15, torch.Generator().manual_seed(1))
+    zero = sample_keep_mask(4000, probabilities, 0.15, torch.Generator().manual_seed(1),
+                            {"text_chords": 0.0, "text_only": 0.0})
+    assert torch.equal(plain, zero)  # forcing nothing leaves every draw as it was
+    keep = sample_keep_mask(40000, probabilities, 0.15, torch.Generator().manual_seed(2),
+                            {"text_chords": 0.2, "text_only": 0.1})
+    patterns = keep.tolist()
+    share = lambda kept: sum(row == [n in kept for n in CONDITION_NAMES] for row in patterns) / len(patterns)
+    rest = 1 - 0.15 - 0.2 - 0.1  # examples with independent dropout
+    assert abs(share(("chords", "text")) - (0.2 + rest * 0.7 ** 2 * 0.3 ** 2)) < 0.01
+    assert abs(share(("text",)) - (0.1 + rest * 0.7 * 0.3 ** 3)) < 0.01
+    assert abs(share(()) - (0.15 + rest * 0.3 ** 4)) < 0.01
+    assert abs(share(CONDITION_NAMES) - rest * 0.7 ** 4) < 0.01
+    with pytest.raises(ValueError, match="text_chords"):
+        DropoutConfig(all=0.5, text_chords=0.4, text_only=0.2)
 
 
 # ---------------------------------------------------------------- guidance

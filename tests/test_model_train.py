@@ -16,7 +16,8 @@ import torch
 from model.checkpoint import CheckpointError, load_checkpoint, model_from_artifact
 from model.config import ArchitectureConfig, ModelConfig, ModelParams, TrainConfig, model_config_from_params
 from model.sampling.sample import MusicGenerator
-from model.training.train import Trainer, lr_factor
+from model.training.schedule import lr_factor
+from model.training.train import Trainer
 from model_helpers import build_tiny_features, paths_for
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,7 +15,8 @@ from pathlib import Path
 import cloudpickle
 import pytest
 
-from pipeline.executors import ExecutorTaskError, SlurmConfig, SlurmExecutor
+from pipeline.executors import ExecutorTaskError, SlurmConfig
+from pipeline.slurm_executor import SlurmExecutor
 
 pytestmark = pytest.mark.slurm
 

@@ -9,6 +9,7 @@ out of cross-attention (a learned null token is always attendable).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -124,13 +125,27 @@ def keep_mask_from_flags(batch_size: int, **given: bool) -> torch.Tensor:
     return row.unsqueeze(0).expand(batch_size, -1).clone()
 
 
+#: Keep patterns that :class:`~model.config.DropoutConfig` can force, by its field name.
+FORCED_PATTERNS: dict[str, tuple[str, ...]] = {"text_chords": ("chords", "text"), "text_only": ("text",)}
+
+
 def sample_keep_mask(batch_size: int, probabilities: dict[str, float], p_all: float,
-                     generator: torch.Generator) -> torch.Tensor:
-    """Training dropout: (B, 4) keep mask; each condition dropped independently, then all at once."""
+                     generator: torch.Generator, forced: Mapping[str, float] | None = None) -> torch.Tensor:
+    """Training dropout: (B, 4) keep mask in CONDITION_NAMES order.
+
+    One uniform u per example: u < ``p_all`` keeps nothing; the next ``forced[name]`` of the unit
+    interval keep exactly ``FORCED_PATTERNS[name]``; the other examples drop each condition
+    independently with ``probabilities[name]``."""
     p = torch.tensor([probabilities[name] for name in CONDITION_NAMES])
     keep = torch.rand(batch_size, len(CONDITION_NAMES), generator=generator) >= p
-    drop_all = torch.rand(batch_size, generator=generator) < p_all
-    return keep & ~drop_all.unsqueeze(1)
+    u = torch.rand(batch_size, generator=generator)
+    keep &= ~(u < p_all).unsqueeze(1)
+    low = p_all
+    for name, probability in (forced or {}).items():
+        chosen = (u >= low) & (u < low + probability)
+        keep[chosen] = torch.tensor([c in FORCED_PATTERNS[name] for c in CONDITION_NAMES])
+        low += probability
+    return keep
 
 
 #: Length of a training span, as a fraction of the crop (uniform between these).

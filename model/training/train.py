@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from model.config import (GenerateConfig, ModelConfig, ModelParams, TrainConfig,
 from model.training.data import Batch, CropSampler, FeatureSource, Transposition, chord_transposition_table
 from model.device import autocast_bfloat16, resolve_device
 from model.training.metadata import load_track_metadata, tracks_of
+from model.training.schedule import lr_factor, optimizer_kernel, step_generator
 from model.network.build import build_network
 from model.flow.path import CondOTPath
 from model.jasco.artifact import release_stats
@@ -61,35 +61,6 @@ class TrainPaths:
     stats: str
     out_dir: str
     metadata: str | None = None
-
-
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup to 1, then cosine decay to ``min_lr_ratio`` at ``cfg.steps``."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-#: Devices with a fused AdamW kernel (one pass over each tensor instead of ~10 elementwise ops).
-FUSED_ADAMW_DEVICES = ("cpu", "cuda")
-
-
-def optimizer_kernel(device: torch.device) -> dict[str, bool | None]:
-    """AdamW's implementation flags for ``device``: the fused kernel where torch has one.
-
-    Same update maths as the per-tensor loop (the single-pass kernel rounds differently, at
-    float32 epsilon); on the demo's 7.3 M parameters it is ~3x faster on CPU, and its
-    fewer parallel regions matter most when the CPU is shared (bench/report/train_speed.md)."""
-    if device.type in FUSED_ADAMW_DEVICES:
-        return {"fused": True, "foreach": None}
-    return {"fused": None, "foreach": True}
-
-
-def step_generator(seed: int, rank: int, step: int, stream: int = 0) -> torch.Generator:
-    """A torch generator that depends only on (seed, rank, step, stream)."""
-    state = np.random.SeedSequence([seed, rank, step, stream]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 def run_identity(model_params: ModelParams, cfg: TrainConfig, model_config: ModelConfig, stats_frames: int,
@@ -333,7 +304,8 @@ class Trainer:
         generator = step_generator(self.cfg.seed, self.rank, self.step)
         d = self.model_params.dropout
         keep = sample_keep_mask(len(batch.track_ids), {"chords": d.chords, "drums": d.drums, "melody": d.melody,
-                                                       "text": d.text}, d.all, generator)
+                                                       "text": d.text}, d.all, generator,
+                                {"text_chords": d.text_chords, "text_only": d.text_only})
         # drawn after the keep mask and only when used, so span 0 leaves every other draw as it was
         frames = sample_span_frames(len(batch.track_ids), batch.x1.shape[1], d.span, generator)
         self.model.train()
