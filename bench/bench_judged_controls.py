@@ -4,13 +4,16 @@ independent judges on a split the final report does not use.
     python bench/bench_judged_controls.py --checkpoint models/demo/checkpoint.pt \
         --prompts bench/results/tuning/prompts.jsonl [--variant NAME '{"cfg_coef_all": 2.0}' ...] \
         [--groups chords_given all_given chords_dropped] [--seeds 0 1] [--params params.yaml] [--json OUT]
+        [--judges chords clarity embedding --reference-manifest manifests/demo.parquet]
 
 ``--prompts``: held-out prompts of the tuning split (``chordflow heldout --splits valid``; the dvc
 pipeline's report uses ``test``). Each variant (a name and GenerateConfig overrides, on top of the
 checkpoint's recommended settings) generates the chosen groups once per seed through the product's
 ``generate_batch_file``; the clips are scored by ``chordflow eval``'s own scorer with the judges on.
 Reported per variant and group: chord accuracy by the independent CNN judge and by Chordino, the CNN
-judge's no-chord share, the tonal energy fraction, melody accuracy by CREPE, seconds.
+judge's no-chord share, the tonal energy fraction, melody accuracy by CREPE, seconds; with the
+``embedding`` judge and ``--reference-manifest``, each group's musicnn Fréchet distance to those real
+clips (``musicnn_frechet``: the mean over the seeds' reports) and the real-vs-real figure.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ def prompts_for(source: Path, groups: list[str], seed: int, out: Path) -> Path:
 
 
 def run_variant(checkpoint: str, prompts: Path, overrides: dict, groups: list[str], seeds: list[int],
-                params: dict, work: Path) -> dict:
+                params: dict, work: Path, reference_manifest: str | None = None,
+                reference_memo: dict | None = None) -> dict:
     from model.evaluation.score import evaluate_report
     from model.sampling.generate import ReferenceConfigs, generate_batch_file, load_generator
 
@@ -61,8 +65,15 @@ def run_variant(checkpoint: str, prompts: Path, overrides: dict, groups: list[st
         reports.append(folder / "report.json")
     generate_s = time.perf_counter() - started
     by_group: dict[str, dict[str, list[float]]] = {}
+    real_vs_real = None
     for report in reports:
-        metrics, rows = evaluate_report(report, params, progress=False)
+        metrics, rows = evaluate_report(report, params, reference_manifest=reference_manifest, progress=False,
+                                        reference_memo=reference_memo)
+        frechet = metrics.get("realism", {}).get("frechet", {})
+        real_vs_real = frechet.get("real_vs_real", real_vs_real)
+        for group, distance in frechet.get("groups", {}).items():
+            if isinstance(distance, float):
+                by_group.setdefault(group, {}).setdefault("musicnn_frechet", []).append(distance)
         for row in rows:
             for column in COLUMNS:
                 value = row.get(column)
@@ -70,7 +81,8 @@ def run_variant(checkpoint: str, prompts: Path, overrides: dict, groups: list[st
                     by_group.setdefault(row["group"], {}).setdefault(column, []).append(value)
     summary = {group: {column: round(sum(v) / len(v), 4) for column, v in columns.items()}
                for group, columns in sorted(by_group.items())}
-    return {"overrides": overrides, "clips": len(clips), "generate_s": round(generate_s, 1), "groups": summary}
+    return {"overrides": overrides, "clips": len(clips), "generate_s": round(generate_s, 1), "groups": summary,
+            **({"musicnn_real_vs_real": real_vs_real} if real_vs_real is not None else {})}
 
 
 def main() -> int:
@@ -83,6 +95,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--judges", nargs="+", default=["chords", "clarity"], help="judge roles to run")
+    parser.add_argument("--reference-manifest", help="real clips for the Fréchet distance (needs the embedding judge)")
     parser.add_argument("--json")
     args = parser.parse_args()
     from pipeline.config import read_params_if_present
@@ -93,10 +106,11 @@ def main() -> int:
     params = {**params, "model_eval": {**params.get("model_eval", {}), "judges": judges}}
     variants = {name: json.loads(text) for name, text in args.variant} if args.variant else DEFAULT_VARIANTS
     figures: dict = {"checkpoint": args.checkpoint, "prompts": args.prompts, "seeds": args.seeds, "variants": {}}
+    memo: dict = {}  # the reference clips are embedded once for every variant
     with tempfile.TemporaryDirectory(prefix="judged_controls_") as tmp:
         for name, overrides in variants.items():
             figures["variants"][name] = run_variant(args.checkpoint, Path(args.prompts), overrides, args.groups,
-                                                    args.seeds, params, Path(tmp) / name)
+                                                    args.seeds, params, Path(tmp) / name, args.reference_manifest, memo)
             print(name, json.dumps(figures["variants"][name]["groups"]), flush=True)
     report_figures(figures, args.json)
     return 0

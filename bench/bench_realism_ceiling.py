@@ -3,7 +3,7 @@ and of its two halves, and of the generated clips, all against the same held-out
 
     python bench/bench_realism_ceiling.py [--manifest manifests/demo.parquet]
         [--ceiling-report data/heldout/ceiling/report.json] [--generated-report data/generated/report.json]
-        [--bins-per-octave 24 48 96] [--draws 20] [--json OUT]
+        [--params params.yaml] [--bins-per-octave 24 48 96] [--draws 20] [--json OUT]
 
 The pipeline's ``realism.frechet`` compares each group (15 clips of 10 s) with all demo clips, and
 scales it by ``real_vs_real`` (even vs odd demo clips, 32 whole clips each). Here every set is compared
@@ -11,8 +11,9 @@ with the demo clips that are *not* the held-out tracks (so no set is compared wi
 yardstick is a set of the same size made the same way: the held-out tracks' real first 10 s, and random
 draws of 15 other real clips. The codec (``logspec_griffinlim``) is split into its two losses, on the
 held-out tracks' first 10 s: the exact STFT magnitude through Griffin-Lim (phase retrieval alone), and
-the codec's band magnitude with the true phase (band resolution alone); then the whole round trip at
-each ``--bins-per-octave`` (the latent's resolution; its dimension is reported).
+the codec's band magnitude with the true phase (band resolution alone), both with the codec settings of
+``latents.logspec_griffinlim`` in ``--params``; then the whole round trip at each ``--bins-per-octave``
+(the latent's resolution; its dimension is reported).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def main() -> int:
     parser.add_argument("--manifest", default="manifests/demo.parquet")
     parser.add_argument("--ceiling-report", default="data/heldout/ceiling/report.json")
     parser.add_argument("--generated-report", default="data/generated/report.json")
+    parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--bins-per-octave", type=int, nargs="+", default=[24, 48, 96])
     parser.add_argument("--draws", type=int, default=20, help="random same-size real sets")
     parser.add_argument("--seed", type=int, default=0)
@@ -51,8 +53,10 @@ def main() -> int:
     from model.evaluation.embedding import frechet_distance
     from model.evaluation.judges.musicnn import MusicnnEmbedding
     from pipeline.audio import load_audio
+    from pipeline.config import load_section
     from pipeline.manifest import read_manifest
-    from stages.latents.logspec import LogSpecConfig, LogSpecGriffinLim
+    from stages.latents.config import LatentsConfig
+    from stages.latents.logspec import LogSpecGriffinLim
     from stages.latents.spectral import griffin_lim, stft_magnitude
 
     torch.set_num_threads(1)
@@ -90,7 +94,7 @@ def main() -> int:
             rows[f"generated: {group}"] = versus(embed(read(generated_report.parent / c["wav"]))
                                                  for c in clips if c["group"] == group)
 
-    config = LogSpecConfig()
+    config = load_section(LatentsConfig, "latents", args.params).logspec_griffinlim
     window = torch.hann_window(config.n_fft)
     originals = [read(tracks[t], HELDOUT_SECONDS) for t in heldout]
     phase_only, bands_only = [], []

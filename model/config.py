@@ -32,7 +32,8 @@ ARCHITECTURES = ("chordflow", "jasco")
 JASCO_PRESET = "jasco"
 JASCO_MELODY_DIM = 16
 JASCO_FIXED: dict[str, float | int] = {"chord_embed_dim": 16, "drum_embed_dim": 2, "mlp_ratio": 4.0,
-                                       "frames_per_token": 1, "drum_pool_frames": 3, "condition_every_layer": False}
+                                       "frames_per_token": 1, "drum_pool_frames": 3, "condition_every_layer": False,
+                                       "channel_skip": False}
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,10 @@ class ArchitectureConfig:
     #: (JASCO feeds them once, at the input); a shallow model keeps them in view deeper down
     #: (results: bench/report/model_choices.md).
     condition_every_layer: bool = False
+    #: A per-channel, time-dependent scale of x_t added to the velocity (model/network/transformer.py):
+    #: the tokens see and write ``dim`` of the ``frames_per_token x latent_dim`` values they stack,
+    #: so without it the noise outside that subspace is never removed (bench/report/realism_ceiling.md).
+    channel_skip: bool = False
     sigma_min: float = 1e-5
 
 

@@ -187,7 +187,7 @@ def test_training_runs_as_a_slurm_job(tiny, tmp_path, slurm_cluster):
 
 def test_model_params_and_model_config_share_one_set_of_defaults():
     shared = [f.name for f in dataclasses.fields(ArchitectureConfig)]
-    assert len(shared) == 8
+    assert len(shared) == 9
     config = ModelConfig(latent_dim=1, drum_dim=1, text_dim=1)
     assert all(getattr(config, name) == getattr(ModelParams(), name) for name in shared)
     changed = ModelParams(**{name: getattr(TINY_MODEL, name) for name in ("dim", "layers", "heads")},

@@ -128,9 +128,14 @@ class FlowTransformer(nn.Module):
         self.final_norm = nn.LayerNorm(config.dim, elementwise_affine=False)
         self.final_modulation = nn.Linear(config.dim, 2 * config.dim)
         self.output_projection = nn.Linear(config.dim, k * config.latent_dim)
-        for layer in (self.final_modulation, self.output_projection):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        # Optional: velocity += a(t) * x_t per (stacked frame, channel). For what the token width
+        # cannot carry, the best velocity is this affine map of x_t (exact for Gaussian data);
+        # without it that part of the starting noise is never removed. Zero-initialised.
+        self.channel_skip = nn.Linear(config.dim, k * config.latent_dim) if config.channel_skip else None
+        for layer in (self.final_modulation, self.output_projection, self.channel_skip):
+            if layer is not None:
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Conditions) -> torch.Tensor:
         batch, frames, latent_dim = x.shape
@@ -153,6 +158,8 @@ class FlowTransformer(nn.Module):
             tokens = block(tokens, time, rope, text, attendable)
         shift, scale = self.final_modulation(time).unsqueeze(1).chunk(2, dim=-1)
         out = self.output_projection(self.final_norm(tokens) * (1 + scale) + shift)
+        if self.channel_skip is not None:  # (B, 1, k * D) scales of the stacked frames' x_t
+            out = out + self.channel_skip(time).unsqueeze(1) * features[..., :latent_dim].flatten(2)
         return out.reshape(batch, frames + pad, latent_dim)[:, :frames]
 
     def parameter_count(self) -> int:

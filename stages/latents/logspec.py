@@ -30,7 +30,10 @@ class LogSpecConfig:
     n_fft: int = 2048  # 10.8 Hz bins (semitones apart above ~180 Hz; 4096 kept no more harmony, blurred onsets)
     fmin: float = 30.0
     fmax: float = 11025.0
-    bins_per_octave: int = 24  # log spacing above the point where it is wider than one STFT bin
+    #: Log spacing above the point where it is wider than one STFT bin. 96 (413 bands at these settings)
+    #: rather than 24 (150): the band smoothing, not Griffin-Lim's phase, is what an audio embedding
+    #: hears (bench/report/realism_ceiling.md).
+    bins_per_octave: int = 96
     griffin_lim_iters: int = 64
     griffin_lim_momentum: float = 0.99
     coarse_pool: int = 8  # channels averaged per coarse channel (drum condition)
