@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import submitit
 
-from pipeline.executors import Executor, ExecutorTaskError, SlurmConfig, TaskFuture
+from pipeline.executor_base import Executor, ExecutorTaskError, SlurmConfig, TaskFuture
 
 #: Seconds before the end of its time limit that SLURM warns a job (submitit's signal), so the
 #: task can checkpoint and requeue itself; capped at half the limit for very short limits.
