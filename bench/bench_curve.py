@@ -4,6 +4,7 @@ model size, judged by the independent judges on the held-out test prompts.
     python bench/bench_curve.py [--steps 300 600 1200 2400] [--presets tiny small]
         [--prompts data/heldout/prompts.jsonl] [--groups chords_given all_given chords_dropped]
         [--ceiling metrics/model_ceiling.json] [--reference-manifest manifests/demo.parquet]
+        [--heldout-real data/heldout/ceiling/report.json]
         [--params params.yaml] [--work DIR] [--json OUT] [--plot OUT.png]
     python bench/bench_curve.py --replot OUT.json --plot OUT.png     # the figure of an earlier run
 
@@ -16,7 +17,8 @@ differently). At each step the checkpoint generates the prompts of ``--groups`` 
 executor of params.yaml. Reported per point: the CNN judge's chord accuracy and its ratio to the
 judge's decode ceiling (``--ceiling``: the dvc pipeline's ``metrics/model_ceiling.json``), Chordino's,
 CREPE's and DeepSalience's melody accuracy, the onset F1, the musicnn Fréchet distance of each group
-over real-vs-real, the tonal energy fraction, and the training seconds so far.
+over real-vs-real and over the held-out requests' own real clips (``--heldout-real``, the same-size
+yardstick of ``chordflow eval score``), the tonal energy fraction, and the training seconds so far.
 
 Cost on 2 CPU cores, tiny preset: ~6 minutes of training per 1,000 steps plus a few minutes per point.
 The small preset (d=512 x 8 layers, about 8x the matmul work per token) is for a GPU
@@ -41,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_train import DEMO_PATHS  # noqa: E402
 from bench.figures import report_figures  # noqa: E402
+from model.evaluation.embedding import HeldoutReal  # noqa: E402
 
 DEFAULT_STEPS = (300, 600, 1200, 2400)
 DEFAULT_GROUPS = ("chords_given", "all_given", "chords_dropped")
@@ -60,13 +63,14 @@ def ceiling_scores(path: Path) -> dict[str, float]:
     return {column: ceiling[column]["mean"] for column in COLUMNS if column in ceiling}
 
 
-def ceiling_frechet_ratio(path: Path) -> float | None:
-    """The decode ceiling's musicnn Fréchet distance over real-vs-real (what the codec alone costs)."""
+def ceiling_frechet_ratio(path: Path, yardstick: str = "real_vs_real") -> float | None:
+    """The decode ceiling's musicnn Fréchet distance over ``yardstick`` (``real_vs_real`` or
+    ``heldout_real``): what the codec alone costs."""
     if not path.is_file():
         return None
     frechet = json.loads(path.read_text()).get("realism", {}).get("frechet", {})
-    distance, real = frechet.get("distance"), frechet.get("real_vs_real")
-    return distance / real if isinstance(distance, (int, float)) and real else None
+    distance, real = frechet.get("distance"), frechet.get(yardstick)
+    return distance / real if isinstance(distance, (int, float)) and isinstance(real, (int, float)) and real else None
 
 
 #: (panel title, column, target ratio or None) of the figure's adherence panels, as ratios to the ceiling.
@@ -83,6 +87,9 @@ def plot_curve(figures: dict[str, Any], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(PANELS) + 1, figsize=(4.2 * (len(PANELS) + 1), 3.8))
+    points = [p for run in figures["presets"].values() for p in run["points"].values()]
+    yardstick = "heldout_real" if any("musicnn_frechet_over_heldout_real" in row for p in points
+                                      for row in p["groups"].values()) else "real_vs_real"
     for preset, run in figures["presets"].items():
         steps = sorted(int(s) for s in run["points"])
         groups = sorted({g for p in run["points"].values() for g in p["groups"]})
@@ -93,7 +100,7 @@ def plot_curve(figures: dict[str, Any], out: Path) -> None:
                 values = [r.get(f"{column}_over_ceiling") for r in rows]
                 if any(v is not None for v in values):
                     ax.plot(steps, [float("nan") if v is None else v for v in values], **style)
-            axes[-1].plot(steps, [r.get("musicnn_frechet_over_real_vs_real", float("nan")) for r in rows], **style)
+            axes[-1].plot(steps, [r.get(f"musicnn_frechet_over_{yardstick}", float("nan")) for r in rows], **style)
     for ax, (title, _, target) in zip(axes, PANELS):
         ax.set_title(title, fontsize=10)
         ax.axhline(1.0, color="grey", lw=0.8)
@@ -101,10 +108,11 @@ def plot_curve(figures: dict[str, Any], out: Path) -> None:
             ax.axhline(target, color="red", ls="--", lw=0.8, label=f"target {target}x ceiling")
         ax.set_ylim(0, 1.1)
     realism = axes[-1]
-    realism.set_title("realism: musicnn Fréchet / real-vs-real", fontsize=10)
+    realism.set_title("realism: musicnn Fréchet / " + ("held-out real clips" if yardstick == "heldout_real"
+                                                       else "real-vs-real halves"), fontsize=10)
     realism.axhline(3.0, color="red", ls="--", lw=0.8, label="target 3x")
-    if figures.get("ceiling_frechet_over_real_vs_real"):
-        realism.axhline(figures["ceiling_frechet_over_real_vs_real"], color="black", ls=":", lw=1,
+    if figures.get(f"ceiling_frechet_over_{yardstick}"):
+        realism.axhline(figures[f"ceiling_frechet_over_{yardstick}"], color="black", ls=":", lw=1,
                         label="decode ceiling (real clips through the codec)")
     realism.set_yscale("log")
     for ax in axes:
@@ -137,9 +145,9 @@ def select_prompts(source: Path, groups: list[str], out: Path) -> Path:
 
 
 def score_point(checkpoint: Path, prompts: Path, groups: list[str], params: dict, reference_manifest: str,
-                ceiling: dict[str, float], work: Path) -> dict[str, Any]:
+                ceiling: dict[str, float], work: Path, heldout: HeldoutReal | None = None) -> dict[str, Any]:
     """Generate and judge one checkpoint: per group, each column's mean, its ratio to the ceiling,
-    and the musicnn Fréchet distance over real-vs-real."""
+    and the musicnn Fréchet distance over real-vs-real (and over the held-out real clips)."""
     from model.evaluation.score import evaluate_report
     from model.sampling.generate import ReferenceConfigs, generate_batch_file, load_generator
     from pipeline.executors import executor_from_params
@@ -151,9 +159,9 @@ def score_point(checkpoint: Path, prompts: Path, groups: list[str], params: dict
     generate_s = time.perf_counter() - started
     with executor_from_params(params) as executor:
         metrics, _ = evaluate_report(work / "report.json", params, reference_manifest, progress=False,
-                                     executor=executor)
+                                     executor=executor, heldout=heldout)
     frechet = metrics.get("realism", {}).get("frechet", {})
-    real_vs_real = frechet.get("real_vs_real")
+    real_vs_real, heldout_real = frechet.get("real_vs_real"), frechet.get("heldout_real")
     point: dict[str, Any] = {"clips": len(report["clips"]), "generate_s": round(generate_s, 1),
                              "score_s": round(time.perf_counter() - started - generate_s, 1), "groups": {}}
     for group, columns in sorted(metrics["groups"].items()):
@@ -167,12 +175,14 @@ def score_point(checkpoint: Path, prompts: Path, groups: list[str], params: dict
         if isinstance(distance, (int, float)) and real_vs_real:
             row["musicnn_frechet"] = distance
             row["musicnn_frechet_over_real_vs_real"] = round(distance / real_vs_real, 2)
+            if isinstance(heldout_real, (int, float)) and heldout_real > 0:
+                row["musicnn_frechet_over_heldout_real"] = round(distance / heldout_real, 2)
         point["groups"][group] = row
     return point
 
 
 def run_preset(preset: str, steps: list[int], params: dict, args: argparse.Namespace, ceiling: dict[str, float],
-               work: Path) -> dict[str, Any]:
+               work: Path, heldout: HeldoutReal | None = None) -> dict[str, Any]:
     """Train ``preset`` once to ``max(steps)``, scoring the checkpoint at every step of ``steps``."""
     from model.config import ModelParams, TrainConfig
     from model.training.train import Trainer, TrainPaths
@@ -189,7 +199,7 @@ def run_preset(preset: str, steps: list[int], params: dict, args: argparse.Names
         checkpoint = work / f"step{step}.pt"
         shutil.copyfile(work / "run" / "checkpoint.pt", checkpoint)
         point = score_point(checkpoint, Path(args.prompts), args.groups, params, args.reference_manifest, ceiling,
-                            work / f"step{step}")
+                            work / f"step{step}", heldout)
         point.update(train_s=round(train_s, 1), mean_loss_last_50=round(float(np.mean(trainer.losses[-50:])), 4))
         points[str(step)] = point
         print(preset, step, json.dumps(point["groups"]), flush=True)
@@ -204,6 +214,8 @@ def main() -> int:
     parser.add_argument("--groups", nargs="+", default=list(DEFAULT_GROUPS))
     parser.add_argument("--ceiling", default="metrics/model_ceiling.json")
     parser.add_argument("--reference-manifest", default="manifests/demo.parquet")
+    parser.add_argument("--heldout-real", default="data/heldout/ceiling/report.json",
+                        help="the ceiling report whose source tracks are the same-size Fréchet yardstick ('' = none)")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--work", help="keep the checkpoints and clips here (default: a temporary folder)")
     parser.add_argument("--json")
@@ -219,13 +231,15 @@ def main() -> int:
 
     params = read_params_if_present(args.params)
     ceiling = ceiling_scores(Path(args.ceiling))
+    heldout = HeldoutReal.from_report(args.heldout_real) if args.heldout_real else None
     figures: dict[str, Any] = {"steps": sorted(args.steps), "groups": args.groups, "prompts": args.prompts,
                                "ceiling": ceiling, "ceiling_frechet_over_real_vs_real": ceiling_frechet_ratio(Path(args.ceiling)),
+                               "ceiling_frechet_over_heldout_real": ceiling_frechet_ratio(Path(args.ceiling), "heldout_real"),
                                "presets": {}}
     with tempfile.TemporaryDirectory(prefix="bench_curve_") as tmp:
         root = Path(args.work or tmp)
         for preset in args.presets:
-            figures["presets"][preset] = run_preset(preset, args.steps, params, args, ceiling, root / preset)
+            figures["presets"][preset] = run_preset(preset, args.steps, params, args, ceiling, root / preset, heldout)
     report_figures(figures, args.json)
     if args.plot:
         plot_curve(figures, Path(args.plot))

@@ -26,6 +26,10 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     score.add_argument("--also", nargs=2, action="append", default=[], metavar=("REPORT", "OUT"),
                        help="score another report into OUT in the same run: the same workers, the reference "
                             "clips measured once (repeatable)")
+    score.add_argument("--heldout-real", metavar="REPORT",
+                       help="a report whose clips name their source_track (the ceiling run's report.json): "
+                            "those tracks' real clips, as long as the generated ones, become the same-size "
+                            "Fréchet yardstick, and the reference leaves them out")
     score.add_argument("--workers", type=int, help="override executor.workers (the clips are analysed there)")
     score.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     score.set_defaults(func=_score)
@@ -59,6 +63,7 @@ def _fail(message: object) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
+    from model.evaluation.embedding import HeldoutReal
     from model.evaluation.score import evaluate_report
     from pipeline.config import read_params_if_present
     from pipeline.executors import executor_from_params
@@ -69,12 +74,13 @@ def _score(args: argparse.Namespace) -> int:
     jobs = [(args.report, args.out, args.per_clip), *((report, out, None) for report, out in args.also)]
     try:
         params = read_params_if_present(args.params)
+        heldout = HeldoutReal.from_report(args.heldout_real) if args.heldout_real else None
         memo: dict = {}
         with executor_from_params(params, workers=args.workers) as executor:
             for report, out, per_clip in jobs:
                 metrics, rows = evaluate_report(report, params, args.reference_manifest, args.reference_limit,
                                                 progress=not args.no_progress, executor=executor,
-                                                reference_memo=memo)
+                                                reference_memo=memo, heldout=heldout)
                 write_metrics(metrics, out)
                 if per_clip:
                     write_metrics(rows, per_clip)
@@ -140,7 +146,8 @@ def format_table(metrics: dict[str, Any]) -> str:
     else:
         lines += ["", f"frechet_distance ({frechet['embedding']}): {_number(frechet['distance'])} generated vs "
                       f"reference ({frechet['generated_windows']} vs {frechet['reference_windows']} windows); "
-                      f"real vs real halves {_number(frechet['real_vs_real'])}"]
+                      f"real vs real halves {_number(frechet['real_vs_real'])}"
+                      + (f"; held-out real clips {_number(frechet['heldout_real'])}" if "heldout_real" in frechet else "")]
     lines += [f"skipped {part}: {reason}" for part, reason in metrics["skipped"].items()]
     for clip, errors in list(metrics["errors"].items())[:5]:
         lines.append(f"error {clip}: " + "; ".join(f"{k}: {v}" for k, v in errors.items()))

@@ -124,34 +124,75 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return max(0.0, mean_term + float(np.trace(cov_a) + np.trace(cov_b)) - 2.0 * trace_cross)
 
 
-def _load_and_apply(path: str, function: Callable[[np.ndarray, int], Any], sample_rate: int) -> Any:
+def _load_and_apply(path: str, function: Callable[[np.ndarray, int], Any], sample_rate: int,
+                    seconds: float | None = None) -> Any:
     from pipeline.audio import load_audio
 
-    samples, _ = load_audio(path, sample_rate=sample_rate, channels=1)
+    samples, _ = load_audio(path, sample_rate=sample_rate, channels=1, duration_s=seconds)
     return function(samples, sample_rate)
+
+
+@dataclasses.dataclass(frozen=True)
+class HeldoutReal:
+    """The real tracks behind held-out requests and the seconds generated for each (from its start):
+    the Fréchet yardstick of the same size as the generated set. ``tracks``: ((track id, seconds), ...)."""
+
+    tracks: tuple[tuple[str, float], ...]
+
+    @property
+    def ids(self) -> frozenset[str]:
+        return frozenset(track for track, _ in self.tracks)
+
+    @classmethod
+    def from_report(cls, path: str | Path) -> HeldoutReal:
+        """Read a report whose clips name their ``source_track`` (``chordflow heldout``'s ceiling run)."""
+        import json
+
+        try:
+            clips = json.loads(Path(path).read_text())["clips"]
+            tracks = tuple((str(c["source_track"]), float(c["duration_s"])) for c in clips if "source_track" in c)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: not a held-out report with source tracks ({type(exc).__name__}: {exc})") from exc
+        if len(tracks) < 2:
+            raise ValueError(f"{path}: {len(tracks)} clips name a source_track; the yardstick needs at least 2")
+        return cls(tracks)
 
 
 def over_manifest(manifest: str | Path, function: Callable[[np.ndarray, int], Any], sample_rate: int,
                   limit: int = 0, progress: bool = True, desc: str = "reference",
                   executor: Executor | None = None,
-                  memo: dict[tuple, tuple[list[Any], list[str]]] | None = None) -> tuple[list[Any], list[str]]:
+                  memo: dict[tuple, tuple[list[Any], list[str]]] | None = None,
+                  heldout: HeldoutReal | None = None, real: bool = False) -> tuple[list[Any], list[str]]:
     """``function((1, N) mono audio, sample_rate)`` of the first ``limit`` (0 = all) tracks of a
     manifest, in manifest order, and the ``"path: reason"`` of each track that failed (left out).
-    ``executor``: where the tracks run (None: here); ``function`` must then be picklable. ``memo``:
-    results kept by (manifest, ``desc``, rate, limit), so several scorings of one run measure the
-    real clips once (``desc`` names the measure)."""
+    ``heldout``: those tracks are left out of the reference; with ``real``, only they are measured,
+    each over its held-out seconds (in the yardstick's order). ``executor``: where the tracks run
+    (None: here); ``function`` must then be picklable. ``memo``: results kept by (manifest, ``desc``,
+    rate, limit, held-out set), so several scorings of one run measure the real clips once (``desc``
+    names the measure)."""
     from pipeline.executors import SerialExecutor, run_all
     from pipeline.manifest import read_manifest
 
-    key = (str(manifest), desc, sample_rate, limit)
+    key = (str(manifest), desc, sample_rate, limit, heldout, real)
     if memo is not None and key in memo:
         return memo[key]
-    paths = read_manifest(manifest).column("path").to_pylist()
-    paths = paths[:limit] if limit else paths
-    futures = run_all(executor or SerialExecutor(), _load_and_apply, [(path, function, sample_rate) for path in paths],
-                      desc, progress)
+    table = read_manifest(manifest)
+    path_of = dict(zip(table.column("track_id").to_pylist(), table.column("path").to_pylist()))
+    if real:
+        if heldout is None:
+            raise ValueError("the held-out real clips need a HeldoutReal")
+        missing = [track for track, _ in heldout.tracks if track not in path_of]
+        if missing:
+            raise ValueError(f"{manifest}: held-out source tracks not in the manifest: {missing[:3]}")
+        items = [(path_of[track], seconds) for track, seconds in heldout.tracks]
+    else:
+        excluded = heldout.ids if heldout is not None else frozenset()
+        items = [(path, None) for track, path in path_of.items() if track not in excluded]
+        items = items[:limit] if limit else items
+    futures = run_all(executor or SerialExecutor(), _load_and_apply,
+                      [(path, function, sample_rate, seconds) for path, seconds in items], desc, progress)
     results, failed = [], []
-    for path, future in zip(paths, futures):
+    for (path, _), future in zip(items, futures):
         try:
             results.append(future.result())
         except Exception as exc:  # an unreadable reference clip is left out, and counted
@@ -170,11 +211,12 @@ def _embed_mono(config: EmbeddingConfig, threads: int, samples: np.ndarray, samp
 
 def embed_manifest(manifest: str | Path, config: EmbeddingConfig, limit: int = 0, progress: bool = True,
                    executor: Executor | None = None, memo: dict | None = None,
-                   threads: int = 1) -> tuple[list[np.ndarray], list[str]]:
+                   threads: int = 1, heldout: HeldoutReal | None = None,
+                   real: bool = False) -> tuple[list[np.ndarray], list[str]]:
     """Hand-made embeddings of the first ``limit`` (0 = all) tracks of a manifest at ``threads``
     numeric threads (see :func:`over_manifest`)."""
     return over_manifest(manifest, functools.partial(_embed_mono, config, threads), config.sample_rate, limit,
-                         progress, desc="reference embedding", executor=executor, memo=memo)
+                         progress, desc="reference embedding", executor=executor, memo=memo, heldout=heldout, real=real)
 
 
 def _distance_or_reason(a: list[np.ndarray], b: list[np.ndarray]) -> float | str:
@@ -187,10 +229,16 @@ def _distance_or_reason(a: list[np.ndarray], b: list[np.ndarray]) -> float | str
 
 def frechet_section(generated: Mapping[str, np.ndarray | None], groups: Mapping[str, str],
                     reference: list[np.ndarray], failed: list[str], reference_manifest: str | Path,
-                    description: Mapping[str, Any]) -> dict[str, Any]:
+                    description: Mapping[str, Any], heldout_real: list[np.ndarray] | None = None) -> dict[str, Any]:
     """A metrics' Fréchet entry: distance of all generated windows (and of each group's) to the
-    reference clips' windows, plus ``real_vs_real``: the distance between the even and the odd
-    reference clips, a scale reference (each half has fewer windows, which biases it upwards).
+    reference clips' windows, plus two real-audio scales on the same reference:
+
+    - ``real_vs_real``: the even vs the odd reference clips (whole clips; each half is larger than
+      a held-out set, and a Fréchet distance shrinks as its sets grow);
+    - ``heldout_real`` (when ``heldout_real`` is given: the held-out requests' own real clips, as
+      long as the generated ones; the reference then leaves those tracks out): real music measured
+      exactly as a generated set of that size is, the yardstick a perfect generator would score.
+
     ``description``: what embedded them (name, dimensions, window...), copied into the entry."""
     present = {clip: e for clip, e in generated.items() if e is not None and len(e)}
     section: dict[str, Any] = {
@@ -203,6 +251,9 @@ def frechet_section(generated: Mapping[str, np.ndarray | None], groups: Mapping[
         "groups": {group: _distance_or_reason([e for c, e in present.items() if groups[c] == group], reference)
                    for group in sorted({groups[c] for c in present})},
     }
+    if heldout_real is not None:
+        section["heldout_real"] = _distance_or_reason(heldout_real, reference)
+        section["heldout_real_clips"] = len(heldout_real)
     if failed:
         section["reference_failed_examples"] = failed[:3]
     return section
@@ -211,9 +262,12 @@ def frechet_section(generated: Mapping[str, np.ndarray | None], groups: Mapping[
 def handmade_frechet(generated: Mapping[str, np.ndarray | None], groups: Mapping[str, str],
                      reference_manifest: str | Path, config: EmbeddingConfig, limit: int = 0,
                      progress: bool = True, executor: Executor | None = None, memo: dict | None = None,
-                     threads: int = 1) -> dict[str, Any]:
+                     threads: int = 1, heldout: HeldoutReal | None = None) -> dict[str, Any]:
     """The ``frechet`` entry on this module's weight-free embedding (``memo``: see :func:`over_manifest`;
-    ``threads``: as the generated clips were embedded with)."""
-    reference, failed = embed_manifest(reference_manifest, config, limit, progress, executor, memo, threads)
+    ``threads``: as the generated clips were embedded with; ``heldout``: the same-size real yardstick)."""
+    reference, failed = embed_manifest(reference_manifest, config, limit, progress, executor, memo, threads, heldout)
+    real = embed_manifest(reference_manifest, config, 0, progress, executor, memo, threads, heldout,
+                          real=True)[0] if heldout is not None else None
     return frechet_section(generated, groups, reference, failed, reference_manifest,
-                           {"embedding": EMBEDDING_NAME, "dimensions": config.dimensions, "window_s": config.window_s})
+                           {"embedding": EMBEDDING_NAME, "dimensions": config.dimensions, "window_s": config.window_s},
+                           real)

@@ -45,6 +45,7 @@ from stages.chords.vocab import NO_CHORD_INDEX
 from stages.drums.constants import ONSET_WINDOW_S
 
 if TYPE_CHECKING:
+    from model.evaluation.embedding import HeldoutReal
     from pipeline.executors import Executor
 
 METRICS_FORMAT = "chordflow.model_eval/1"
@@ -301,12 +302,14 @@ def clip_row(clip: ClipRequest, analysis: Any, partners: Mapping[str, Mapping[st
 def evaluate_report(report_path: str | Path, params: Mapping[str, Any] | str | Path | None = None,
                     reference_manifest: str | Path | None = None, reference_limit: int | None = None,
                     progress: bool = True, executor: Executor | None = None,
-                    reference_memo: dict | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                    reference_memo: dict | None = None,
+                    heldout: HeldoutReal | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Score every clip of a generation report. Returns ``(metrics, per-clip rows)``; ``metrics``
     holds the per-group aggregates, the Fréchet section, skipped analysers, errors and timing.
     ``executor`` (:mod:`pipeline.executors`; None: this process) runs the clips' analyses and the
     reference clips; the figures are the same on every executor. ``reference_memo``: a dict shared by
-    the scorings of one run, so the reference clips are measured once.
+    the scorings of one run, so the reference clips are measured once. ``heldout``: the held-out
+    requests' real tracks, the same-size Fréchet yardstick (left out of the reference).
     Raises :class:`model.evaluation.report.ReportError` / ``ConfigError`` for an unusable report or params."""
     from model.evaluation.embedding import handmade_frechet
     from model.evaluation.realism import realism_section
@@ -348,12 +351,13 @@ def evaluate_report(report_path: str | Path, params: Mapping[str, Any] | str | P
         generated = {clip.id: analyses[clip.id].embedding for clip in report.clips}
         metrics["frechet"] = handmade_frechet(generated, {c.id: c.group for c in report.clips}, reference_manifest,
                                               config.frechet, limit, progress, executor, reference_memo,
-                                              config.threads)
+                                              config.threads, heldout)
         if judges:
             embedded = {clip.id: getattr(analyses[clip.id].judged, "embedding", None) for clip in report.clips}
             metrics["realism"] = realism_section(embedded, {c.id: c.group for c in report.clips}, reference_manifest,
                                                  analysers.judges, limit, progress, executor,
-                                                 lambda role: reference_measure(stages, config, role), reference_memo)
+                                                 lambda role: reference_measure(stages, config, role), reference_memo,
+                                                 heldout)
     metrics["judges"] = column_judges(analysers, judges)
     metrics["timing"] = {
         "seconds": round(time.perf_counter() - started, 3),
