@@ -7,6 +7,7 @@ model size, judged by the independent judges on the held-out test prompts.
         [--heldout-real data/heldout/ceiling/report.json]
         [--params params.yaml] [--work DIR] [--json OUT] [--plot OUT.png]
     python bench/bench_curve.py --replot OUT.json --plot OUT.png     # the figure of an earlier run
+    python bench/bench_curve.py --rescore OUT.json --work DIR --json OUT  # judge its kept clips again
 
 One training run per preset on the demo features (paths as in dvc.yaml), with the params' ``model``
 and ``train`` sections and ``train.steps`` set to the largest step count: the learning-rate schedule
@@ -146,24 +147,32 @@ def select_prompts(source: Path, groups: list[str], out: Path) -> Path:
 
 def score_point(checkpoint: Path, prompts: Path, groups: list[str], params: dict, reference_manifest: str,
                 ceiling: dict[str, float], work: Path, heldout: HeldoutReal | None = None) -> dict[str, Any]:
-    """Generate and judge one checkpoint: per group, each column's mean, its ratio to the ceiling,
-    and the musicnn Fréchet distance over real-vs-real (and over the held-out real clips)."""
-    from model.evaluation.score import evaluate_report
+    """Generate and judge one checkpoint (see :func:`score_report`)."""
     from model.sampling.generate import ReferenceConfigs, generate_batch_file, load_generator
-    from pipeline.executors import executor_from_params
 
     started = time.perf_counter()
     generator = load_generator(checkpoint, params.get("generate"))
     selected = select_prompts(prompts, groups, work / "prompts.jsonl")
     report = generate_batch_file(generator, selected, work, ReferenceConfigs.from_params(params), progress=False)
     generate_s = time.perf_counter() - started
+    return {"clips": len(report["clips"]), "generate_s": round(generate_s, 1),
+            **score_report(work / "report.json", params, reference_manifest, ceiling, heldout)}
+
+
+def score_report(report: Path, params: dict, reference_manifest: str, ceiling: dict[str, float],
+                 heldout: HeldoutReal | None = None) -> dict[str, Any]:
+    """Judge one point's generated clips: per group, each column's mean, its ratio to the ceiling,
+    and the musicnn Fréchet distance over real-vs-real (and over the held-out real clips)."""
+    from model.evaluation.score import evaluate_report
+    from pipeline.executors import executor_from_params
+
+    started = time.perf_counter()
     with executor_from_params(params) as executor:
-        metrics, _ = evaluate_report(work / "report.json", params, reference_manifest, progress=False,
+        metrics, _ = evaluate_report(report, params, reference_manifest, progress=False,
                                      executor=executor, heldout=heldout)
     frechet = metrics.get("realism", {}).get("frechet", {})
     real_vs_real, heldout_real = frechet.get("real_vs_real"), frechet.get("heldout_real")
-    point: dict[str, Any] = {"clips": len(report["clips"]), "generate_s": round(generate_s, 1),
-                             "score_s": round(time.perf_counter() - started - generate_s, 1), "groups": {}}
+    point: dict[str, Any] = {"score_s": round(time.perf_counter() - started, 1), "groups": {}}
     for group, columns in sorted(metrics["groups"].items()):
         row: dict[str, Any] = {}
         for column in COLUMNS:
@@ -179,6 +188,18 @@ def score_point(checkpoint: Path, prompts: Path, groups: list[str], params: dict
                 row["musicnn_frechet_over_heldout_real"] = round(distance / heldout_real, 2)
         point["groups"][group] = row
     return point
+
+
+def rescore(figures: dict[str, Any], work: Path, params: dict, args: argparse.Namespace,
+            ceiling: dict[str, float], heldout: HeldoutReal | None) -> dict[str, Any]:
+    """Judge an earlier run's kept clips again (``--work`` of that run), e.g. with a new yardstick;
+    its training figures stay."""
+    for preset, run in figures["presets"].items():
+        for step, point in run["points"].items():
+            point.update(score_report(work / preset / f"step{step}" / "report.json", params, args.reference_manifest,
+                                      ceiling, heldout))
+            print(preset, step, json.dumps(point["groups"]), flush=True)
+    return figures
 
 
 def run_preset(preset: str, steps: list[int], params: dict, args: argparse.Namespace, ceiling: dict[str, float],
@@ -221,6 +242,7 @@ def main() -> int:
     parser.add_argument("--json")
     parser.add_argument("--plot", help="also draw the curve as a PNG")
     parser.add_argument("--replot", metavar="JSON", help="only draw --plot from this earlier run's JSON")
+    parser.add_argument("--rescore", metavar="JSON", help="judge the clips an earlier run kept in --work again")
     args = parser.parse_args()
     if args.replot:
         if not args.plot:
@@ -236,10 +258,19 @@ def main() -> int:
                                "ceiling": ceiling, "ceiling_frechet_over_real_vs_real": ceiling_frechet_ratio(Path(args.ceiling)),
                                "ceiling_frechet_over_heldout_real": ceiling_frechet_ratio(Path(args.ceiling), "heldout_real"),
                                "presets": {}}
-    with tempfile.TemporaryDirectory(prefix="bench_curve_") as tmp:
-        root = Path(args.work or tmp)
-        for preset in args.presets:
-            figures["presets"][preset] = run_preset(preset, args.steps, params, args, ceiling, root / preset, heldout)
+    if args.rescore:
+        if not args.work:
+            parser.error("--rescore needs the --work folder of that run")
+        figures = {**json.loads(Path(args.rescore).read_text()), "ceiling": ceiling,
+                   "ceiling_frechet_over_real_vs_real": figures["ceiling_frechet_over_real_vs_real"],
+                   "ceiling_frechet_over_heldout_real": figures["ceiling_frechet_over_heldout_real"]}
+        figures = rescore(figures, Path(args.work), params, args, ceiling, heldout)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench_curve_") as tmp:
+            root = Path(args.work or tmp)
+            for preset in args.presets:
+                figures["presets"][preset] = run_preset(preset, args.steps, params, args, ceiling, root / preset,
+                                                        heldout)
     report_figures(figures, args.json)
     if args.plot:
         plot_curve(figures, Path(args.plot))
