@@ -56,6 +56,9 @@ def test_heldout_tracks_leave_the_reference_and_are_measured_over_their_seconds(
                                                     abs=1e-4)
     assert section["heldout_real_clips"] == 2 and section["reference_clips"] == 3
     assert "heldout_real" not in frechet_section({"a": everything[0]}, {"a": "g"}, reference, failed, manifest, {})
+    named = frechet_section({"a": everything[0]}, {"a": "g"}, reference, failed, manifest, {}, real[:1],
+                            ["track_9.wav: DecodeError: truncated"])
+    assert named["heldout_real_failed"] == 1 and "track_9.wav" in named["heldout_real_failed_examples"][0]
 
 
 def test_heldout_real_from_a_report_and_its_errors(corpus, tmp_path):
@@ -105,3 +108,18 @@ def test_adherence_reads_realism_against_the_heldout_real_clips_when_measured():
     assert halves["chords_given"]["yardstick"] == "real_vs_real" and not halves["chords_given"]["meets_target"]
     assert halves["chords_given"]["over_heldout_real"] is None
     assert "held-out real clips" in markdown(adherence_table(generated(heldout_real=20.0), ceiling))
+
+
+def test_an_unreadable_heldout_clip_is_named_not_dropped(tmp_path):
+    from pipeline.manifest import build_manifest, read_manifest, write_manifest
+
+    for name, pitch in (("good", 220.0), ("broken", 330.0)):  # different content: no duplicate is dropped
+        tone = 0.3 * np.sin(2 * np.pi * pitch * np.arange(int(RATE * 3.0)) / RATE)
+        sf.write(tmp_path / f"{name}.wav", tone.astype(np.float32), RATE)
+    table, rejects = build_manifest([tmp_path])
+    write_manifest(table, rejects, tmp_path / "manifest.parquet")
+    (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00")  # truncated after the manifest was made
+    ids = read_manifest(tmp_path / "manifest.parquet").column("track_id").to_pylist()
+    real, failed = embed_manifest(tmp_path / "manifest.parquet", EmbeddingConfig(), progress=False,
+                                  heldout=HeldoutReal(tuple((track, 2.0) for track in ids)), real=True)
+    assert len(real) == 1 and len(failed) == 1 and "broken.wav" in failed[0], failed

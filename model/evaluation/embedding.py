@@ -229,7 +229,8 @@ def _distance_or_reason(a: list[np.ndarray], b: list[np.ndarray]) -> float | str
 
 def frechet_section(generated: Mapping[str, np.ndarray | None], groups: Mapping[str, str],
                     reference: list[np.ndarray], failed: list[str], reference_manifest: str | Path,
-                    description: Mapping[str, Any], heldout_real: list[np.ndarray] | None = None) -> dict[str, Any]:
+                    description: Mapping[str, Any], heldout_real: list[np.ndarray] | None = None,
+                    heldout_failed: list[str] | None = None) -> dict[str, Any]:
     """A metrics' Fréchet entry: distance of all generated windows (and of each group's) to the
     reference clips' windows, plus two real-audio scales on the same reference:
 
@@ -239,7 +240,8 @@ def frechet_section(generated: Mapping[str, np.ndarray | None], groups: Mapping[
       long as the generated ones; the reference then leaves those tracks out): real music measured
       exactly as a generated set of that size is, the yardstick a perfect generator would score.
 
-    ``description``: what embedded them (name, dimensions, window...), copied into the entry."""
+    ``description``: what embedded them (name, dimensions, window...), copied into the entry;
+    ``heldout_failed``: the held-out real clips that could not be measured (``"path: reason"``)."""
     present = {clip: e for clip, e in generated.items() if e is not None and len(e)}
     section: dict[str, Any] = {
         **description,
@@ -254,6 +256,9 @@ def frechet_section(generated: Mapping[str, np.ndarray | None], groups: Mapping[
     if heldout_real is not None:
         section["heldout_real"] = _distance_or_reason(heldout_real, reference)
         section["heldout_real_clips"] = len(heldout_real)
+    if heldout_failed:
+        section["heldout_real_failed"] = len(heldout_failed)
+        section["heldout_real_failed_examples"] = heldout_failed[:3]
     if failed:
         section["reference_failed_examples"] = failed[:3]
     return section
@@ -266,8 +271,8 @@ def handmade_frechet(generated: Mapping[str, np.ndarray | None], groups: Mapping
     """The ``frechet`` entry on this module's weight-free embedding (``memo``: see :func:`over_manifest`;
     ``threads``: as the generated clips were embedded with; ``heldout``: the same-size real yardstick)."""
     reference, failed = embed_manifest(reference_manifest, config, limit, progress, executor, memo, threads, heldout)
-    real = embed_manifest(reference_manifest, config, 0, progress, executor, memo, threads, heldout,
-                          real=True)[0] if heldout is not None else None
+    real, real_failed = embed_manifest(reference_manifest, config, 0, progress, executor, memo, threads, heldout,
+                                       real=True) if heldout is not None else (None, [])
     return frechet_section(generated, groups, reference, failed, reference_manifest,
                            {"embedding": EMBEDDING_NAME, "dimensions": config.dimensions, "window_s": config.window_s},
-                           real)
+                           real, real_failed)

@@ -58,13 +58,14 @@ def realism_section(generated: Mapping[str, np.ndarray | None], groups: Mapping[
         judge = panel.members["embedding"]
         reference, failed = over_manifest(reference_manifest, measure("embedding"), SAMPLE_RATE, limit, progress,
                                           desc="reference musicnn", executor=executor, memo=memo, heldout=heldout)
-        real = over_manifest(reference_manifest, measure("embedding"), SAMPLE_RATE, 0, progress,
-                             desc="held-out real musicnn", executor=executor, memo=memo, heldout=heldout,
-                             real=True)[0] if heldout is not None else None
+        real, real_failed = over_manifest(reference_manifest, measure("embedding"), SAMPLE_RATE, 0, progress,
+                                          desc="held-out real musicnn", executor=executor, memo=memo,
+                                          heldout=heldout, real=True) if heldout is not None else (None, [])
         section["frechet"] = frechet_section(generated, groups, reference, failed, reference_manifest,
                                              {"embedding": judge.identity.name, "judge": judge.identity.as_dict(),
                                               "dimensions": judge.config.dimensions,
-                                              "window_s": PATCH_SECONDS, "hop_s": judge.config.hop_s}, real)
+                                              "window_s": PATCH_SECONDS, "hop_s": judge.config.hop_s},
+                                             real, real_failed)
     else:
         section["frechet"] = {"skipped": panel.skipped.get("embedding", "not set up")}
     if panel.ready("clarity"):
