@@ -13,6 +13,7 @@ import soundfile as sf
 
 from model.evaluation.embedding import (EmbeddingConfig, HeldoutReal, embed, embed_manifest, frechet_distance,
                                         frechet_section)
+from model.sampling.generate import REPORT_FORMAT
 
 RATE = 22050
 SECONDS = 6.0
@@ -63,14 +64,18 @@ def test_heldout_tracks_leave_the_reference_and_are_measured_over_their_seconds(
 
 def test_heldout_real_from_a_report_and_its_errors(corpus, tmp_path):
     manifest, ids = corpus
-    report = tmp_path / "report.json"
-    report.write_text(json.dumps({"clips": [{"id": "heldout_000", "source_track": ids[0], "duration_s": 2.5},
-                                            {"id": "heldout_001", "source_track": ids[2], "duration_s": 4.0},
-                                            {"id": "other"}]}))
+    def clip(name: str, seconds: float, **fields: str) -> dict:
+        return {"id": name, "wav": f"clips/{name}.wav", "duration_s": seconds, **fields}
+
+    def write(name: str, clips: list[dict]) -> Path:
+        (tmp_path / name).write_text(json.dumps({"format": REPORT_FORMAT, "clips": clips}))
+        return tmp_path / name
+
+    report = write("report.json", [clip("heldout_000", 2.5, source_track=ids[0]),
+                                   clip("heldout_001", 4.0, source_track=ids[2]), clip("other", 1.0)])
     heldout = HeldoutReal.from_report(report)
     assert heldout.tracks == ((ids[0], 2.5), (ids[2], 4.0)) and heldout.ids == {ids[0], ids[2]}
-    plain = tmp_path / "plain.json"
-    plain.write_text(json.dumps({"clips": [{"id": "x", "duration_s": 1.0}]}))
+    plain = write("plain.json", [clip("x", 1.0)])
     with pytest.raises(ValueError, match="plain.json.*source_track"):
         HeldoutReal.from_report(plain)
     with pytest.raises(ValueError, match="absent.json"):

@@ -145,14 +145,14 @@ class HeldoutReal:
 
     @classmethod
     def from_report(cls, path: str | Path) -> HeldoutReal:
-        """Read a report whose clips name their ``source_track`` (``chordflow heldout``'s ceiling run)."""
-        import json
+        """Read a report whose clips name their ``source_track`` (``chordflow heldout``'s ceiling run);
+        raises ``ValueError`` (a :class:`~model.evaluation.report.ReportError` for an unusable file)."""
+        from model.evaluation.report import read_report
 
-        try:
-            clips = json.loads(Path(path).read_text())["clips"]
-            tracks = tuple((str(c["source_track"]), float(c["duration_s"])) for c in clips if "source_track" in c)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}: not a held-out report with source tracks ({type(exc).__name__}: {exc})") from exc
+        report = read_report(path)
+        if report.problems:
+            raise ValueError(f"{path}: {len(report.problems)} unreadable clip entries, e.g. {report.problems[0][1]}")
+        tracks = tuple((clip.source_track, clip.duration_s) for clip in report.clips if clip.source_track)
         if len(tracks) < 2:
             raise ValueError(f"{path}: {len(tracks)} clips name a source_track; the yardstick needs at least 2")
         return cls(tracks)
