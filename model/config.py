@@ -162,6 +162,8 @@ def model_config_from_params(params: ModelParams, *, latent_dim: int, drum_dim: 
 
 #: Loss weightings a run can choose (``train.loss_weight``).
 LOSS_WEIGHTS = ("auto", "uniform", "one_plus_t")
+#: Flow-time distributions training can draw from (``train.time_sampling``).
+TIME_SAMPLINGS = ("uniform", "logit_normal")
 
 
 def resolve_loss_weight(name: str, architecture: str) -> str:
@@ -204,6 +206,9 @@ class TrainConfig:
     #: Per-example loss weight: ``uniform``, ``one_plus_t`` (JASCO's (1 + t)) or ``auto`` (JASCO's for
     #: the jasco architecture, else uniform).
     loss_weight: str = "auto"
+    #: Where training samples flow times: ``uniform`` on [0, 1], or ``logit_normal`` (sigmoid of a
+    #: standard normal, Esser et al. 2024: more of the middle of the path, where the velocity is hardest).
+    time_sampling: str = "uniform"
     threads: int = 0          # torch intra-op threads; 0 = torch's default
     device: str = "auto"      # auto | cpu | cuda[:n]
     mixed_precision: bool = True   # bf16 autocast on GPU
@@ -211,6 +216,10 @@ class TrainConfig:
     #: bench/report/train_speed.md). Off by default: CPUs without native bf16 emulate it (slower), and
     #: fp32 keeps CPU runs comparable across machines.
     mixed_precision_cpu: bool = False
+
+    def __post_init__(self) -> None:
+        if self.time_sampling not in TIME_SAMPLINGS:
+            raise ValueError(f"train.time_sampling {self.time_sampling!r}: choose one of {TIME_SAMPLINGS}")
 
 
 @dataclass(frozen=True)
@@ -239,6 +248,14 @@ class GenerateConfig:
     #: Flow times (0 = noise, 1 = data) where the guidance mix applies; outside it the plain
     #: conditional velocity v(all) is used (one branch, so those steps are also cheaper).
     guidance_interval: tuple[float, float] = (0.0, 0.5)
+    #: Adaptive projected guidance (Sadat et al. 2024): the guidance's component along the conditional
+    #: data estimate x1(all) is scaled by this (1 = plain guidance); below 1 it can no longer just
+    #: exaggerate what v(all) already draws (model/flow/guidance.py). chordflow networks only.
+    guidance_parallel: float = 1.0
+    #: Guidance rescale (Lin et al. 2024): the guided data estimate's spread is pulled this far
+    #: (0 = not at all, 1 = fully) back to the conditional estimate's (model/flow/guidance.py).
+    #: chordflow networks only. Results behind the defaults of both: bench/report/curve.md.
+    guidance_rescale: float = 0.0
     solver: str = "euler"       # euler | midpoint | heun2 | rk4 | dopri5
     steps: int = 16             # fixed-step solvers; dopri5 uses the tolerances
     atol: float = 1e-4
@@ -266,3 +283,5 @@ class GenerateConfig:
             raise ValueError(f"generate.guidance_interval: need 0 <= start <= stop <= 1, got {self.guidance_interval}")
         if not 0.0 < self.adaptive_end_time <= 1.0:
             raise ValueError(f"generate.adaptive_end_time: need 0 < t <= 1, got {self.adaptive_end_time}")
+        if not 0.0 <= self.guidance_rescale <= 1.0:
+            raise ValueError(f"generate.guidance_rescale: need 0 <= phi <= 1, got {self.guidance_rescale}")

@@ -16,7 +16,7 @@ import torch
 from model.checkpoint import CheckpointError, load_checkpoint, model_from_artifact
 from model.config import ArchitectureConfig, ModelConfig, ModelParams, TrainConfig, model_config_from_params
 from model.sampling.sample import MusicGenerator
-from model.training.schedule import lr_factor
+from model.training.schedule import flow_times, lr_factor
 from model.training.train import Trainer
 from model_helpers import build_tiny_features, paths_for
 
@@ -39,6 +39,18 @@ def test_lr_schedule_warms_up_then_decays():
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
     assert factors[-1] == pytest.approx(0.1, abs=0.01)
+
+
+def test_flow_times_uniform_keeps_the_rand_stream_and_logit_normal_favours_the_middle():
+    uniform = flow_times(20000, torch.Generator().manual_seed(3), "uniform")
+    assert torch.equal(uniform, torch.rand(20000, generator=torch.Generator().manual_seed(3)))
+    logit = flow_times(20000, torch.Generator().manual_seed(3), "logit_normal")
+    assert float(logit.min()) > 0.0 and float(logit.max()) < 1.0
+    assert abs(float(logit.median()) - 0.5) < 0.01
+    middle = lambda t: float(((t > 0.25) & (t < 0.75)).float().mean())  # noqa: E731
+    assert middle(logit) > 0.65 and abs(middle(uniform) - 0.5) < 0.02  # P(|z| < logit(0.75)) = 0.727
+    with pytest.raises(ValueError, match="time_sampling"):
+        TrainConfig(time_sampling="beta")
 
 
 def test_exact_resume_gives_the_same_loss_trace(tiny, tmp_path):

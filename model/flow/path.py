@@ -30,6 +30,17 @@ class CondOTPath:
         """u_t = x1 - (1 - sigma_min) x0 (constant along the path)."""
         return x1 - (1 - self.sigma_min) * x0
 
+    def data_estimate(self, x_t: torch.Tensor, velocity: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The x1 a velocity points to from x_t at time t: x1 = (1 - sigma_min) x_t + (1 - (1 - sigma_min) t) v
+        (x0 eliminated from the path and its velocity)."""
+        t = self._t(t, x_t)
+        return (1 - self.sigma_min) * x_t + (1 - (1 - self.sigma_min) * t) * velocity
+
+    def velocity_to(self, x_t: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The velocity at (x_t, t) whose data estimate is x1 (inverse of :meth:`data_estimate`; t < 1)."""
+        t = self._t(t, x_t)
+        return (x1 - (1 - self.sigma_min) * x_t) / (1 - (1 - self.sigma_min) * t)
+
     def loss(self, predicted: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor,
              t: torch.Tensor | None = None) -> torch.Tensor:
         """Mean squared error between predicted and target velocity (scalar); with ``t`` (B,),

@@ -26,6 +26,7 @@ from model.artifact import RunArtifact
 from model.checkpoint import load_artifact, model_from_artifact
 from model.network.conditioners import Conditions, keep_mask_from_flags
 from model.device import resolve_device
+from model.flow.guidance import shape_guidance
 from model.flow.path import CondOTPath
 from model.flow.solver import solve
 from model.network.text import TextEncoder
@@ -261,13 +262,21 @@ class MusicGenerator:
         stacked = Conditions.cat([cond.with_keep(keep) for _, keep in branches])
         n = len(branches)
         start, stop = self.params.guidance_interval
+        shaped = self.params.guidance_parallel != 1.0 or self.params.guidance_rescale != 0.0
+        if shaped and w["all"] == 0.0:
+            raise GenerationError("guidance_parallel / guidance_rescale need the all-controls branch (cfg_coef_drums_melody != 0)")
 
         def velocity(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
             if not _guided_at(float(t), start, stop):
                 return self.model(x, t.expand(x.shape[0]), cond)
             times = t.expand(x.shape[0] * n)
             out = self.model(x.repeat(n, 1, 1), times, stacked).chunk(n)
-            return sum(w[name] * v for (name, _), v in zip(branches, out))
+            guided = sum(w[name] * v for (name, _), v in zip(branches, out))
+            if not shaped:
+                return guided
+            conditional = out[[name for name, _ in branches].index("all")]
+            return shape_guidance(self.path, x, t.expand(x.shape[0]), conditional, guided,
+                                  self.params.guidance_parallel, self.params.guidance_rescale)
 
         return velocity
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from model.config import TrainConfig
+from model.config import TIME_SAMPLINGS, TrainConfig
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -37,3 +37,12 @@ def step_generator(seed: int, rank: int, step: int, stream: int = 0) -> torch.Ge
     """A torch generator that depends only on (seed, rank, step, stream)."""
     state = np.random.SeedSequence([seed, rank, step, stream]).generate_state(2, dtype=np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def flow_times(batch_size: int, generator: torch.Generator, how: str) -> torch.Tensor:
+    """(batch_size,) training flow times in (0, 1), drawn from ``generator`` as ``how`` says."""
+    if how == "uniform":
+        return torch.rand(batch_size, generator=generator)
+    if how == "logit_normal":
+        return torch.sigmoid(torch.randn(batch_size, generator=generator))
+    raise ValueError(f"train.time_sampling: {how!r} is not one of {TIME_SAMPLINGS}")

@@ -32,7 +32,7 @@ from model.config import (GenerateConfig, ModelConfig, ModelParams, TrainConfig,
 from model.training.data import Batch, CropSampler, FeatureSource, Transposition, chord_transposition_table
 from model.device import autocast_bfloat16, resolve_device
 from model.training.metadata import load_track_metadata, tracks_of
-from model.training.schedule import lr_factor, optimizer_kernel, step_generator
+from model.training.schedule import flow_times, lr_factor, optimizer_kernel, step_generator
 from model.network.build import build_network
 from model.flow.path import CondOTPath
 from model.jasco.artifact import release_stats
@@ -294,7 +294,7 @@ class Trainer:
                 frames: torch.Tensor | None = None) -> torch.Tensor:
         x1 = batch.x1.to(self.device)
         x0 = torch.randn(x1.shape, generator=generator).to(self.device)
-        t = torch.rand(x1.shape[0], generator=generator).to(self.device)
+        t = flow_times(x1.shape[0], generator, self.cfg.time_sampling).to(self.device)
         with self._autocast():
             predicted = model(self.path.sample(x0, x1, t), t, self.conditions(batch, keep, frames))
         return self.path.loss(predicted, x0, x1, t if self.time_weighted_loss else None)
