@@ -1,9 +1,10 @@
 """The trainer: flow matching on cached features, resumable to the exact loss trace.
 
-One step: a batch of crops (model/training/data.py), noise x0 and times t ~ U(0, 1), a keep mask that
-drops conditions (per condition and all at once), the velocity loss of the OT path, AdamW with
-warmup + cosine decay, gradient clipping, an EMA of the weights. All randomness of step s is
-drawn from generators seeded by (seed, rank, s), so resuming at step s replays exactly.
+One step: a batch of crops (model/training/data.py), noise x0 and times t (U(0, 1) unless
+``train.time_sampling`` says otherwise), a keep mask that drops conditions (per condition and all at
+once), the velocity loss of the OT path, AdamW with warmup + cosine decay, gradient clipping, an EMA
+of the weights. All randomness of step s is drawn from generators seeded by (seed, rank, s), so
+resuming at step s replays exactly.
 Checkpoints (a run artifact + the training state, model/checkpoint.py) go to ``OUT/checkpoint.pt``
 every ``checkpoint_every`` steps and at the end;
 ``OUT/losses.tsv`` and ``OUT/val_losses.tsv`` are DVC plots, ``OUT/train.json`` the summary.
