@@ -265,6 +265,7 @@ class MusicGenerator:
         shaped = self.params.guidance_parallel != 1.0 or self.params.guidance_rescale != 0.0
         if shaped and w["all"] == 0.0:
             raise GenerationError("guidance_parallel / guidance_rescale need the all-controls branch (cfg_coef_drums_melody != 0)")
+        conditional_branch = [name for name, _ in branches].index("all") if shaped else -1
 
         def velocity(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
             if not _guided_at(float(t), start, stop):
@@ -274,8 +275,7 @@ class MusicGenerator:
             guided = sum(w[name] * v for (name, _), v in zip(branches, out))
             if not shaped:
                 return guided
-            conditional = out[[name for name, _ in branches].index("all")]
-            return shape_guidance(self.path, x, t.expand(x.shape[0]), conditional, guided,
+            return shape_guidance(self.path, x, t.expand(x.shape[0]), out[conditional_branch], guided,
                                   self.params.guidance_parallel, self.params.guidance_rescale)
 
         return velocity
