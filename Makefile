@@ -48,7 +48,7 @@ bench-report: install
 	$(BIN)/python bench/report.py --out bench/report --start-slurm $(BENCH_REPORT_ARGS)
 
 # Adherence and realism against training steps (bench/report/curve.md), on the outputs of `make demo`:
-# ~35 min on 2 cores for the tiny preset; CURVE_ARGS="--presets tiny small" on a GPU (train.device).
+# ~40 min on 2 cores for the tiny preset (8,800 steps); CURVE_ARGS="--presets tiny small" on a GPU (train.device).
 bench-curve: install
 	$(BIN)/python bench/bench_curve.py --work bench/results/curve --json bench/report/json/curve.json \
 		--plot bench/report/curve.png $(CURVE_ARGS)

@@ -1,7 +1,7 @@
 """The honest curve: how chord, melody and drum adherence and realism grow with training steps and
 model size, judged by the independent judges on the held-out test prompts.
 
-    python bench/bench_curve.py [--steps 300 600 1200 2400] [--presets tiny small]
+    python bench/bench_curve.py [--steps 1100 2200 4400 8800] [--presets tiny small]
         [--prompts data/heldout/prompts.jsonl] [--groups chords_given all_given chords_dropped]
         [--ceiling metrics/model_ceiling.json] [--reference-manifest manifests/demo.parquet]
         [--heldout-real data/heldout/ceiling/report.json]
@@ -46,7 +46,7 @@ from bench.bench_train import DEMO_PATHS  # noqa: E402
 from bench.figures import report_figures  # noqa: E402
 from model.evaluation.embedding import HeldoutReal  # noqa: E402
 
-DEFAULT_STEPS = (300, 600, 1200, 2400)
+DEFAULT_STEPS = (1100, 2200, 4400, 8800)
 DEFAULT_GROUPS = ("chords_given", "all_given", "chords_dropped")
 #: Prompt fields that name files, relative to the prompts file's folder.
 PATH_FIELDS = ("melody", "drums", "controls_from", "audio")
