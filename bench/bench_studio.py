@@ -85,7 +85,7 @@ def main() -> int:
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     from playwright.sync_api import sync_playwright
 
-    from chordflow.studio.cli import serve
+    from chordflow.studio.cli import serve, shutdown
     from chordflow.studio.config import StudioConfig
 
     config = StudioConfig(models_dir=Path(args.models), params=Path(args.params), port=free_port())
@@ -107,8 +107,7 @@ def main() -> int:
                                             "click_over_service": round(clicked / reference, 3)}
             browser.close()
     finally:
-        app.close()
-        service.close()
+        shutdown(app, service)
     report_figures(figures, args.json)
     return 0
 

@@ -29,7 +29,7 @@ def free_port() -> int:
 def studio_server(models_dir: Path, **options) -> Iterator[tuple[str, object]]:
     """(url, service) of a studio serving ``models_dir`` until the block ends."""
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    from chordflow.studio.cli import serve
+    from chordflow.studio.cli import serve, shutdown
     from chordflow.studio.config import StudioConfig
 
     config = StudioConfig(models_dir=models_dir, params=ROOT / "params.yaml", port=free_port(), **options)
@@ -37,8 +37,7 @@ def studio_server(models_dir: Path, **options) -> Iterator[tuple[str, object]]:
     try:
         yield f"http://127.0.0.1:{config.port}/", service
     finally:
-        app.close()
-        service.close()
+        shutdown(app, service)
 
 
 def chromium_path() -> str:

@@ -17,6 +17,8 @@ pytestmark = pytest.mark.browser
 SHORT_SECONDS = 2.0
 #: Generated audio may end short of the asked duration by less than one codec frame.
 DURATION_TOLERANCE_S = 0.05
+#: Long enough for a short generation left running at shutdown to have written its outputs.
+LATE_OUTPUT_WAIT_S = 10.0
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +124,17 @@ def test_interrupt_stops_a_long_generation(page, studio):
     _fill(page, "calm piano", "(C, 0.0)", SHORT_SECONDS, steps=4)
     page.click("#generate")
     _status_has(page, "Generated")
+
+
+def test_stopping_mid_generation_leaves_no_files_behind(models):
+    """A request still running when the server stops is interrupted, and gradio's copies of its late
+    outputs cannot bring the removed work folder back."""
+    with studio_server(models / "models") as (url, service):
+        with browser_page() as page:
+            page.goto(url)
+            page.wait_for_selector("#generate")
+            _fill(page, "calm piano", "C | G | Am F", 10, steps=40)  # a few seconds of work left at shutdown
+            page.click("#generate")
+            page.get_by_text("sampling").first.wait_for(timeout=60_000)
+    time.sleep(LATE_OUTPUT_WAIT_S)
+    assert not service.work_dir.exists(), sorted(p.name for p in service.work_dir.rglob("*"))

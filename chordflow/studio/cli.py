@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from chordflow.studio.config import DEFAULT_PORT, LOCAL_HOST, MAX_DURATION_SECONDS, MAX_UPLOAD_MB, \
-    MAX_UPLOAD_SECONDS, StudioConfig, StudioError, check_launch
+    MAX_UPLOAD_SECONDS, SHUTDOWN_DRAIN_SECONDS, StudioConfig, StudioError, check_launch
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -65,8 +66,26 @@ def serve(config: StudioConfig, block: bool = True):
         service.close()
         raise
     if block:
-        service.close()
+        shutdown(app, service)
     return app, service
+
+
+def shutdown(app, service, drain_s: float = SHUTDOWN_DRAIN_SECONDS) -> None:
+    """Stop serving, then remove every upload and output. A generation still running is interrupted
+    and waited for (at most ``drain_s``): gradio copies a finished request's files into its cache
+    folder after the handler returns, and would otherwise bring the removed folder back."""
+    service.interrupt()
+    deadline = time.monotonic() + drain_s
+    while _requests_in_flight(app) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    app.close()
+    service.close()
+
+
+def _requests_in_flight(app) -> bool:
+    """Whether gradio's queue still holds a request between its start and its last output."""
+    queue = getattr(app, "_queue", None)
+    return any(job is not None for job in getattr(queue, "active_jobs", None) or [])
 
 
 def _studio(args: argparse.Namespace) -> int:

@@ -17,6 +17,8 @@ MAX_DURATION_SECONDS = 300.0
 MIN_DURATION_SECONDS = 1.0
 #: Generated files older than this are removed (and all of them when the server stops).
 FILE_LIFETIME_SECONDS = 3600.0
+#: On shutdown, how long an interrupted generation may take to hand back its last outputs.
+SHUTDOWN_DRAIN_SECONDS = 30.0
 #: Variations generated per request (JASCO's app: two).
 VARIATIONS = 2
 
