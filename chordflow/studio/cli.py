@@ -7,9 +7,13 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from chordflow.studio.config import DEFAULT_PORT, LOCAL_HOST, MAX_DURATION_SECONDS, MAX_UPLOAD_MB, \
     MAX_UPLOAD_SECONDS, SHUTDOWN_DRAIN_SECONDS, StudioConfig, StudioError, check_launch
+
+if TYPE_CHECKING:  # the service imports the model stack; the CLI loads it only when serving
+    from chordflow.studio.service import StudioService
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -70,7 +74,7 @@ def serve(config: StudioConfig, block: bool = True):
     return app, service
 
 
-def shutdown(app, service, drain_s: float = SHUTDOWN_DRAIN_SECONDS) -> None:
+def shutdown(app: Any, service: StudioService, drain_s: float = SHUTDOWN_DRAIN_SECONDS) -> None:
     """Stop serving, then remove every upload and output. A generation still running is interrupted
     and waited for (at most ``drain_s``): gradio copies a finished request's files into its cache
     folder after the handler returns, and would otherwise bring the removed folder back."""
@@ -82,7 +86,7 @@ def shutdown(app, service, drain_s: float = SHUTDOWN_DRAIN_SECONDS) -> None:
     service.close()
 
 
-def _requests_in_flight(app) -> bool:
+def _requests_in_flight(app: Any) -> bool:
     """Whether gradio's queue still holds a request between its start and its last output."""
     queue = getattr(app, "_queue", None)
     return any(job is not None for job in getattr(queue, "active_jobs", None) or [])
